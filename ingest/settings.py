@@ -1,0 +1,86 @@
+"""One settings object for medlit, read from the environment (prefix ``MEDLIT_``) and ``.env``.
+
+Nested groups use a double underscore: ``MEDLIT_NCBI__API_KEY``, ``MEDLIT_NCBI__EMAIL``.
+For convenience the conventional ``NCBI_API_KEY`` and ``NCBI_EMAIL`` are honoured too.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
+
+
+class NCBISettings(BaseModel):
+    """How medlit talks to NCBI E-utilities. Each user supplies their own email and (optional) api_key."""
+
+    email: str | None = Field(None, description="Contact email NCBI asks every E-utilities client to send.")
+    api_key: SecretStr | None = Field(
+        None, description="NCBI API key: raises the rate limit from 3 to 10 requests/s. Never logged."
+    )
+    tool: str = Field("medlit", description="Tool name sent to NCBI with every request.")
+    base_url: str = Field(DEFAULT_EUTILS_URL, description="E-utilities base URL (a mirror or a local fake).")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a connection.")
+    read_timeout: float = Field(60.0, gt=0, description="Seconds to wait for response data.")
+    max_retries: int = Field(6, ge=0, description="Retries for 429, 5xx, error bodies, truncated bodies.")
+    backoff_base: float = Field(1.0, ge=0, description="First retry delay in seconds; doubles each retry.")
+    backoff_max: float = Field(60.0, ge=0, description="Upper bound of one retry delay in seconds.")
+    requests_per_second: float | None = Field(
+        None, gt=0, description="Override the rate limit (default: 3/s, or 10/s with an api_key)."
+    )
+    rate_limit_file: Path | None = Field(
+        None,
+        description="Lock file shared by every thread and process on this machine to keep under the rate "
+        "limit (default: one per E-utilities host in the system temp directory).",
+    )
+    fetch_batch_size: int = Field(200, ge=1, le=10000, description="Records per efetch request.")
+
+    @property
+    def rate(self) -> float:
+        if self.requests_per_second is not None:
+            return self.requests_per_second
+        return 10.0 if self.api_key is not None and self.api_key.get_secret_value() else 3.0
+
+    def lock_path(self) -> Path:
+        if self.rate_limit_file is not None:
+            return self.rate_limit_file
+        from urllib.parse import urlsplit
+
+        host = urlsplit(self.base_url).netloc.replace(":", "_") or "local"
+        return Path(tempfile.gettempdir()) / f"medlit-eutils-{host}.rate"
+
+
+class Settings(BaseSettings):
+    """Everything configurable in medlit. Environment variables: ``MEDLIT_<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEDLIT_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    home: Path = Field(Path("./medlit-data"), description="Data directory holding library.db and indexes.")
+    ncbi: NCBISettings = Field(default_factory=NCBISettings)  # type: ignore[arg-type]
+    ingest_batch_size: int = Field(500, ge=1, description="Records per SQLite transaction when ingesting.")
+    busy_timeout_ms: int = Field(30000, ge=0, description="How long a writer waits for a locked library.")
+
+    @field_validator("ncbi", mode="after")
+    @classmethod
+    def _conventional_ncbi_env(cls, ncbi: NCBISettings) -> NCBISettings:
+        if ncbi.api_key is None and os.environ.get("NCBI_API_KEY"):
+            ncbi = ncbi.model_copy(update={"api_key": SecretStr(os.environ["NCBI_API_KEY"])})
+        if ncbi.email is None and os.environ.get("NCBI_EMAIL"):
+            ncbi = ncbi.model_copy(update={"email": os.environ["NCBI_EMAIL"]})
+        return ncbi
+
+    @property
+    def library_path(self) -> Path:
+        return self.home / "library.db"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """The settings from the environment, with keyword overrides applied on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,311 @@
+"""The ``medlit`` command. Each command parses its arguments and makes one call into the library.
+
+Results go to stdout (``--json`` for machines); progress bars, logs and errors go to stderr. A MedlitError
+becomes one line ``Error: ...`` and exit status 1; a usage mistake exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ingest.article import Article
+from ingest.errors import MedlitError
+from ingest.settings import Settings
+from ingest.store import RunReport, Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail_cleanly(fn: F) -> F:
+    """Translate medlit's own errors into one line on stderr and a non-zero exit, at the edge."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MedlitError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted: work committed so far is kept; run the same command again to resume.", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _Context:
+    def __init__(self, home: Path | None, verbose: int) -> None:
+        overrides: dict[str, Any] = {"home": home} if home is not None else {}
+        self.settings = Settings(**overrides)
+        self.verbose = verbose
+
+    def store(self) -> Store:
+        return Store.open(self.settings)
+
+
+pass_context = click.make_pass_decorator(_Context)
+
+
+def _configure_logging(verbose: int) -> None:
+    from ingest.redaction import RedactingFilter
+
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger("medlit")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="medlit")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data directory holding library.db (default: $MEDLIT_HOME or ./medlit-data).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, verbose: int) -> None:
+    """medlit: PubMed literature in a local library, searched and answered with verified citations.
+
+    Every answer supports, and does not replace, a clinician's judgement.
+    """
+    _configure_logging(verbose)
+    ctx.obj = _Context(home, verbose)
+
+
+# ----- ingest ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def ingest() -> None:
+    """Bring PubMed records into the library (E-utilities, bulk XML, MEDLINE, JSONL)."""
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar on stderr.")
+
+
+def _print_report(report: RunReport, as_json: bool) -> None:
+    data = report.to_dict()
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False))
+    else:
+        counts = ", ".join(
+            f"{name} {data[name]}" for name in ("seen", "inserted", "updated", "unchanged", "deleted", "failed")
+        )
+        click.echo(f"run {report.run_id} ({report.source}) {report.status}: {counts}")
+        for item in report.files:
+            click.echo(f"  {item['file']}: {item['status']} ({item['records']} records)")
+        for note in report.notes:
+            click.echo(f"  note: {note}")
+    if report.status != "done":
+        click.echo(f"Error: {report.error or 'ingest did not finish'}", err=True)
+        sys.exit(1)
+
+
+@ingest.command("files")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@json_option
+@quiet_option
+@pass_context
+@_fail_cleanly
+def ingest_files_cmd(obj: _Context, paths: tuple[Path, ...], as_json: bool, quiet: bool) -> None:
+    """PubMed baseline/update files (.xml.gz) or efetch XML; directories are expanded.
+
+    Files are applied in name order; a file already applied is skipped; an interrupted run resumes where it
+    stopped when the same command runs again; a FILE.md5 beside a file is checked first.
+    """
+    from ingest.run import ingest_files
+
+    with obj.store() as store:
+        report = ingest_files(
+            store, paths, batch_size=obj.settings.ingest_batch_size, progress=not quiet and not as_json
+        )
+    _print_report(report, as_json)
+
+
+@ingest.command("medline")
+@click.argument("path", type=click.Path(path_type=Path))
+@json_option
+@pass_context
+@_fail_cleanly
+def ingest_medline_cmd(obj: _Context, path: Path, as_json: bool) -> None:
+    """MEDLINE/nbib text (PubMed "Save > PubMed format", efetch rettype=medline)."""
+    from ingest.run import ingest_medline
+
+    with obj.store() as store:
+        report = ingest_medline(store, path, batch_size=obj.settings.ingest_batch_size)
+    _print_report(report, as_json)
+
+
+@ingest.command("jsonl")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--skip-invalid", is_flag=True, help="Store the valid lines and record malformed ones as failures."
+)
+@json_option
+@pass_context
+@_fail_cleanly
+def ingest_jsonl_cmd(obj: _Context, path: Path, skip_invalid: bool, as_json: bool) -> None:
+    """JSONL, one {"pmid", "title", "abstract", ...} object per line.
+
+    A malformed line rejects the whole file (nothing is stored) unless --skip-invalid.
+    """
+    from ingest.run import ingest_jsonl
+
+    with obj.store() as store:
+        report = ingest_jsonl(store, path, batch_size=obj.settings.ingest_batch_size, skip_invalid=skip_invalid)
+    _print_report(report, as_json)
+
+
+@ingest.command("pubmed")
+@click.argument("query")
+@click.option("--mindate", default=None, help="Earliest publication date, YYYY, YYYY/MM or YYYY/MM/DD.")
+@click.option("--maxdate", default=None, help="Latest publication date, YYYY, YYYY/MM or YYYY/MM/DD.")
+@click.option("--max", "max_records", type=click.IntRange(min=1), default=None, help="At most N records.")
+@json_option
+@quiet_option
+@pass_context
+@_fail_cleanly
+def ingest_pubmed_cmd(
+    obj: _Context,
+    query: str,
+    mindate: str | None,
+    maxdate: str | None,
+    max_records: int | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Search PubMed through NCBI E-utilities and store every record found.
+
+    Set MEDLIT_NCBI__EMAIL (and MEDLIT_NCBI__API_KEY for 10 requests/s instead of 3). Results beyond 10,000
+    are fetched in publication-date slices; PMIDs that could not be fetched are recorded as failures.
+    """
+    from ingest.run import ingest_pubmed
+
+    with obj.store() as store:
+        report = ingest_pubmed(
+            store,
+            obj.settings,
+            query,
+            mindate=mindate,
+            maxdate=maxdate,
+            max_records=max_records,
+            progress=not quiet and not as_json,
+        )
+    _print_report(report, as_json)
+
+
+# ----- the library -------------------------------------------------------------------------------
+
+
+@cli.command()
+@json_option
+@pass_context
+@_fail_cleanly
+def stats(obj: _Context, as_json: bool) -> None:
+    """What the library holds: articles, abstracts, retractions, years, runs."""
+    with obj.store() as store:
+        data = store.stats()
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    click.echo(f"library: {data['library']}")
+    click.echo(
+        f"articles: {data['articles']:,} ({data['with_abstract']:,} with an abstract, "
+        f"{data['without_abstract']:,} without; {data['retracted']:,} retracted; {data['books']:,} books)"
+    )
+    if data["year_min"] is not None:
+        click.echo(f"years: {data['year_min']}-{data['year_max']}")
+    click.echo(
+        f"deleted PMIDs: {data['deleted_pmids']:,}; files processed: {data['files_processed']}; "
+        f"ingest runs: {data['runs']}; failures recorded: {data['failures']:,}"
+    )
+
+
+def _format_article(article: Article) -> str:
+    lines = [f"PMID {article.pmid} (version {article.version}){'  ** RETRACTED **' if article.retracted else ''}"]
+    lines.append(article.title or "(no title)")
+    source = ", ".join(str(p) for p in (article.journal_iso or article.journal, article.pub_date) if p)
+    if source:
+        lines.append(source)
+    if article.authors:
+        names = [a.display for a in article.authors]
+        lines.append("; ".join(names[:6]) + (f"; ... ({len(names)} authors)" if len(names) > 6 else ""))
+    if article.publication_types:
+        lines.append("Type: " + "; ".join(article.publication_types))
+    ids = [f"doi:{article.doi}" if article.doi else "", article.pmcid or ""]
+    if any(ids):
+        lines.append(" ".join(i for i in ids if i))
+    lines.append("")
+    lines.append(article.abstract if article.has_abstract else "(no abstract)")
+    if article.mesh:
+        lines.append("")
+        lines.append("MeSH: " + "; ".join(m.descriptor + ("*" if m.major else "") for m in article.mesh))
+    for link in article.comments_corrections:
+        if link.ref_type in {"RetractionIn", "ErratumIn", "ExpressionOfConcernIn", "UpdateIn", "RetractionOf"}:
+            target = f"PMID {link.pmid}" if link.pmid else (link.source or "")
+            lines.append(f"{link.ref_type}: {target}")
+    lines.append(article.url)
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("pmid", type=click.IntRange(min=1))
+@json_option
+@pass_context
+@_fail_cleanly
+def show(obj: _Context, pmid: int, as_json: bool) -> None:
+    """One record of the library, in full."""
+    with obj.store() as store:
+        article = store.get(pmid)
+    if article is None:
+        raise MedlitError(f"PMID {pmid} is not in the library ({obj.settings.library_path})")
+    if as_json:
+        click.echo(json.dumps(article.to_dict(), ensure_ascii=False))
+    else:
+        click.echo(_format_article(article))
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many runs.")
+@click.option("--failures", "failures_of", type=int, default=None, help="List the failures of run N instead.")
+@json_option
+@pass_context
+@_fail_cleanly
+def runs(obj: _Context, limit: int, failures_of: int | None, as_json: bool) -> None:
+    """Past ingest runs with their counts, or the failures (PMID and reason) of one run."""
+    with obj.store() as store:
+        rows = store.failures(failures_of, limit) if failures_of is not None else store.runs(limit)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    for row in rows:
+        if failures_of is not None:
+            click.echo(f"PMID {row['pmid'] or '-'} ({row['origin']}): {row['reason']}")
+        else:
+            click.echo(
+                f"run {row['id']} {row['source']} {row['status']} {row['started_at']}: seen {row['seen']}, "
+                f"inserted {row['inserted']}, updated {row['updated']}, unchanged {row['unchanged']}, "
+                f"deleted {row['deleted']}, failed {row['failed']}"
+            )
+
+
+def main() -> None:
+    cli(prog_name="medlit")
+
+
+if __name__ == "__main__":
+    main()
