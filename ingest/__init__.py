@@ -1,4 +1,4 @@
-"""medlit ingestion: PubMed records from E-utilities, bulk XML files, MEDLINE text and JSONL into the library."""
+"""medlit ingestion: PubMed records from E-utilities, bulk XML, MEDLINE text and JSONL into the library."""
 
 from ingest.article import AbstractSection, Article, Author, CommentCorrection, MeshHeading
 from ingest.errors import EntrezError, InputError, LibraryError, MedlitError

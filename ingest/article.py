@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # CommentsCorrections RefTypes that mean "this record itself is retracted".
-RETRACTION_REF_TYPES = frozenset({"RetractionIn"})
+RETRACTION_REF_TYPES = frozenset({"RetractionIn", "RetractedandRepublishedIn"})
 RETRACTED_PUBLICATION_TYPE = "Retracted Publication"
 
 
@@ -141,7 +141,8 @@ class Article:
             "doi": self.doi,
             "pmcid": self.pmcid,
             "comments_corrections": [
-                {"ref_type": c.ref_type, "pmid": c.pmid, "source": c.source} for c in self.comments_corrections
+                {"ref_type": c.ref_type, "pmid": c.pmid, "source": c.source}
+                for c in self.comments_corrections
             ],
             "date_revised": self.date_revised,
         }

@@ -27,7 +27,7 @@ def migration(name: str) -> Callable[[Migration], Migration]:
 
 @migration("001_initial")
 def _initial(db: Database) -> None:
-    db["articles"].create(
+    db.table("articles").create(
         {
             "pmid": int,
             "version": int,
@@ -49,10 +49,19 @@ def _initial(db: Database) -> None:
             "updated_at": str,
         },
         pk="pmid",
-        not_null={"version", "title", "abstract", "has_abstract", "retracted", "kind", "record", "content_hash"},
+        not_null={
+            "version",
+            "title",
+            "abstract",
+            "has_abstract",
+            "retracted",
+            "kind",
+            "record",
+            "content_hash",
+        },
     )
-    db["articles"].create_index(["year"])
-    db["articles"].create_index(["retracted"])
+    db.table("articles").create_index(["year"])
+    db.table("articles").create_index(["retracted"])
     db.execute(
         "CREATE TABLE article_publication_types (name TEXT NOT NULL, pmid INTEGER NOT NULL, "
         "PRIMARY KEY (name, pmid)) WITHOUT ROWID"
@@ -63,10 +72,10 @@ def _initial(db: Database) -> None:
     )
     db.execute("CREATE INDEX article_mesh_pmid ON article_mesh (pmid)")
     db.execute("CREATE INDEX article_publication_types_pmid ON article_publication_types (pmid)")
-    db["deleted_articles"].create(
+    db.table("deleted_articles").create(
         {"pmid": int, "origin": str, "origin_rank": str, "run_id": int, "deleted_at": str}, pk="pmid"
     )
-    db["runs"].create(
+    db.table("runs").create(
         {
             "id": int,
             "source": str,
@@ -85,7 +94,7 @@ def _initial(db: Database) -> None:
         pk="id",
         defaults={"seen": 0, "inserted": 0, "updated": 0, "unchanged": 0, "deleted": 0, "failed": 0},
     )
-    db["files"].create(
+    db.table("files").create(
         {
             "id": int,
             "name": str,
@@ -103,13 +112,13 @@ def _initial(db: Database) -> None:
         pk="id",
         defaults={"records_done": 0, "md5_checked": 0},
     )
-    db["files"].create_index(["sha256"], unique=True)
-    db["failures"].create(
+    db.table("files").create_index(["sha256"], unique=True)
+    db.table("failures").create(
         {"id": int, "run_id": int, "pmid": int, "origin": str, "reason": str, "created_at": str}, pk="id"
     )
-    db["failures"].create_index(["run_id"])
-    db["failures"].create_index(["pmid"])
-    db["articles"].enable_fts(
+    db.table("failures").create_index(["run_id"])
+    db.table("failures").create_index(["pmid"])
+    db.table("articles").enable_fts(
         ["title", "abstract"],
         fts_version="FTS5",
         create_triggers=True,
@@ -130,7 +139,8 @@ def migrate(db: Database) -> list[str]:
     unknown = [name for name in done if name not in known]
     if unknown:
         raise LibraryError(
-            f"library schema is newer than this medlit (unknown migrations: {', '.join(unknown)}); upgrade medlit"
+            "library schema is newer than this medlit "
+            f"(unknown migrations: {', '.join(unknown)}); upgrade medlit"
         )
     ran = []
     for name, fn in MIGRATIONS:
@@ -140,7 +150,8 @@ def migrate(db: Database) -> list[str]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
-                "CREATE TABLE IF NOT EXISTS _medlit_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS _medlit_migrations "
+                "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
             )
             if conn.execute("SELECT 1 FROM _medlit_migrations WHERE name = ?", (name,)).fetchone():
                 conn.execute("ROLLBACK")

@@ -36,6 +36,12 @@ _MATHML_NS = "{http://www.w3.org/1998/Math/MathML}"
 _YEAR = re.compile(r"(1[5-9]\d\d|20\d\d|21\d\d)")
 _LINEBREAK_RUN = re.compile(r"[ \t\r]*\n[ \t\r\n]*")
 GZIP_MAGIC = b"\x1f\x8b"
+try:
+    from isal.isal_zlib import IsalError as _IsalError
+
+    _DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (EOFError, zlib.error, gzip.BadGzipFile, _IsalError)  # type: ignore[assignment]
+except ImportError:  # pragma: no cover - isal is a dependency, but the standard gzip works too
+    _DECOMPRESS_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
 def _clean(text: str) -> str:
@@ -47,7 +53,7 @@ def _clean(text: str) -> str:
 
 def _math_text(el: etree._Element) -> str:
     """MathML: the text of its tokens, whitespace-only layout nodes dropped."""
-    parts = [t.strip() for t in el.itertext() if t and t.strip()]
+    parts = [str(t).strip() for t in el.itertext() if t and str(t).strip()]
     return "".join(parts)
 
 
@@ -121,42 +127,57 @@ def _abstract(parent: etree._Element | None) -> list[AbstractSection]:
     return sections
 
 
+_AUTHOR_FIELDS = {"LastName": "last_name", "ForeName": "fore_name", "Initials": "initials"}
+
+
+def _author(node: etree._Element) -> Author:
+    author = Author()
+    for part in node:
+        tag = part.tag
+        if tag in _AUTHOR_FIELDS:
+            setattr(author, _AUTHOR_FIELDS[tag], text_of(part) or None)
+        elif tag == "CollectiveName":
+            author.collective_name = text_of(part) or None
+        elif tag == "AffiliationInfo":
+            for affiliation in part.iter("Affiliation"):
+                value = text_of(affiliation)
+                if value:
+                    author.affiliations.append(value)
+    return author
+
+
 def _authors(parent: etree._Element | None) -> list[Author]:
     if parent is None:
         return []
-    authors = []
-    for author_list in parent.iterfind("AuthorList"):
+    authors: list[Author] = []
+    for author_list in parent.iterchildren("AuthorList"):
         if author_list.get("Type") == "editors":
             continue
-        for node in author_list.iterfind("Author"):
-            authors.append(
-                Author(
-                    last_name=_opt(node.find("LastName")),
-                    fore_name=_opt(node.find("ForeName")),
-                    initials=_opt(node.find("Initials")),
-                    collective_name=_opt(node.find("CollectiveName")),
-                    affiliations=[
-                        text_of(a) for a in node.iterfind("AffiliationInfo/Affiliation") if text_of(a)
-                    ],
-                )
-            )
+        authors.extend(_author(node) for node in author_list.iterchildren("Author"))
     return authors
 
 
 def _mesh(citation: etree._Element) -> list[MeshHeading]:
+    heading_list = citation.find("MeshHeadingList")
+    if heading_list is None:
+        return []
     headings = []
-    for node in citation.iterfind("MeshHeadingList/MeshHeading"):
-        descriptor = node.find("DescriptorName")
+    for node in heading_list:
+        descriptor = None
+        qualifiers: list[str] = []
+        major = False
+        for part in node:
+            if part.tag == "DescriptorName":
+                descriptor = part
+                major = major or part.get("MajorTopicYN") == "Y"
+            elif part.tag == "QualifierName":
+                qualifiers.append(text_of(part))
+                major = major or part.get("MajorTopicYN") == "Y"
         if descriptor is None:
             continue
-        qualifiers = node.findall("QualifierName")
-        major = descriptor.get("MajorTopicYN") == "Y" or any(q.get("MajorTopicYN") == "Y" for q in qualifiers)
         headings.append(
             MeshHeading(
-                descriptor=text_of(descriptor),
-                ui=descriptor.get("UI"),
-                major=major,
-                qualifiers=[text_of(q) for q in qualifiers],
+                descriptor=text_of(descriptor), ui=descriptor.get("UI"), major=major, qualifiers=qualifiers
             )
         )
     return headings
@@ -295,6 +316,15 @@ def _deletion(element: etree._Element) -> Deletion:
     return Deletion(pmids=pmids)
 
 
+def _gunzip(stream: BinaryIO) -> BinaryIO:
+    """A decompressing stream: ISA-L's igzip when installed (about 3x faster), else the standard gzip."""
+    try:
+        from isal import igzip
+    except ImportError:
+        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+    return igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+
+
 def open_source(source: bytes | str | Path | BinaryIO) -> tuple[BinaryIO, str]:
     """A binary stream over the (possibly gzipped) XML, and a name for messages."""
     if isinstance(source, bytes):
@@ -319,7 +349,7 @@ def open_source(source: bytes | str | Path | BinaryIO) -> tuple[BinaryIO, str]:
         head = stream.read(2)
         stream.seek(0)
     if head == GZIP_MAGIC:
-        stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+        stream = _gunzip(stream)
     return stream, name
 
 
@@ -360,7 +390,7 @@ def iter_records(source: bytes | str | Path | BinaryIO) -> Iterator[Record]:
             elif tag == "PubmedBookArticle":
                 record = parse_book(element)
             else:
-                if parent is None or parent.tag not in _ROOTS and parent.tag != "DeleteDocument":
+                if parent is None or (parent.tag not in _ROOTS and parent.tag != "DeleteDocument"):
                     continue
                 record = _deletion(element)
             if count == 0:
@@ -372,9 +402,13 @@ def iter_records(source: bytes | str | Path | BinaryIO) -> Iterator[Record]:
                     del parent[0]
             yield record
     except etree.XMLSyntaxError as exc:
-        raise InputError(f"{name}: not well-formed PubMed XML after {count} records ({_reason(exc)})") from None
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise InputError(f"{name}: compressed file is truncated or corrupt after {count} records ({exc})") from None
+        raise InputError(
+            f"{name}: not well-formed PubMed XML after {count} records ({_reason(exc)})"
+        ) from None
+    except _DECOMPRESS_ERRORS as exc:
+        raise InputError(
+            f"{name}: compressed file is truncated or corrupt after {count} records ({exc})"
+        ) from None
     finally:
         if isinstance(source, str | Path):
             stream.close()

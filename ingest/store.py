@@ -75,6 +75,21 @@ class RunReport:
 
 
 @dataclass(slots=True)
+class PreparedArticle:
+    """An Article reduced to the rows the library writes (see ``prepare``)."""
+
+    pmid: int
+    version: int
+    content_hash: str
+    columns: tuple[Any, ...]
+    publication_types: list[str]
+    mesh: list[tuple[str, int]]
+
+
+Item = Article | PreparedArticle | Deletion | Rejected
+
+
+@dataclass(slots=True)
 class _Stored:
     content_hash: str
     version: int
@@ -227,7 +242,8 @@ class Store:
 
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
         self.conn.execute(
-            "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?", (status, now(), error, run_id)
+            "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
+            (status, now(), error, run_id),
         )
 
     def _bump(self, run_id: int, counts: RunCounts) -> None:
@@ -249,7 +265,7 @@ class Store:
 
     def apply(
         self,
-        records: Iterable[Record],
+        records: Iterable[Item],
         *,
         run_id: int,
         origin: str,
@@ -274,7 +290,7 @@ class Store:
         return counts
 
     def apply_in_transaction(
-        self, records: Iterable[Record], *, run_id: int, origin: str, origin_rank: str | None = None
+        self, records: Iterable[Item], *, run_id: int, origin: str, origin_rank: str | None = None
     ) -> RunCounts:
         """Like apply() but inside a transaction the caller holds (to checkpoint a file atomically)."""
         counts = RunCounts()
@@ -289,114 +305,138 @@ class Store:
         )
 
     def _apply(
-        self, records: Iterable[Record], counts: RunCounts, *, run_id: int, origin: str, origin_rank: str | None
+        self, records: Iterable[Item], counts: RunCounts, *, run_id: int, origin: str, origin_rank: str | None
     ) -> None:
-        stamp = now()
-        for record in records:
-            if isinstance(record, Article):
+        """Decide every record in order against the current state, then write the batch's net effect."""
+        items = [prepare(r) if isinstance(r, Article) else r for r in records]
+        pmids = [i.pmid for i in items if isinstance(i, PreparedArticle)]
+        for item in items:
+            if isinstance(item, Deletion):
+                pmids.extend(item.pmids)
+        before = self._stored_many(pmids)
+        tombs = self._tombstones(pmids) if origin_rank is not None else {}
+        current: dict[int, _Stored | None] = dict(before)
+        final: dict[int, PreparedArticle | None] = {}  # pmid -> record to store, or None to delete
+        touched_rank: dict[int, str | None] = {}
+        for item in items:
+            if isinstance(item, PreparedArticle):
                 counts.seen += 1
-                outcome = self._upsert(record, run_id=run_id, origin=origin, rank=origin_rank, stamp=stamp)
+                stored = current.get(item.pmid)
+                outcome = _decide(item, origin_rank, stored, tombs.get(item.pmid))
+                if outcome == "unchanged" and stored is not None and stored.content_hash == item.content_hash:
+                    touched_rank[item.pmid] = origin_rank
+                if outcome in ("inserted", "updated"):
+                    final[item.pmid] = item
+                    current[item.pmid] = _Stored(item.content_hash, item.version, origin_rank)
                 setattr(counts, outcome, getattr(counts, outcome) + 1)
-            elif isinstance(record, Deletion):
-                for pmid in record.pmids:
+            elif isinstance(item, Deletion):
+                for pmid in item.pmids:
                     counts.seen += 1
                     counts.deleted += 1
-                    self._delete(pmid, run_id=run_id, origin=origin, rank=origin_rank, stamp=stamp)
+                    stored = current.get(pmid)
+                    if (
+                        stored is not None
+                        and origin_rank is not None
+                        and stored.origin_rank is not None
+                        and stored.origin_rank > origin_rank
+                    ):
+                        continue  # a later file brought the record back; this older deletion does not apply
+                    final[pmid] = None
+                    current[pmid] = None
+                    tombs[pmid] = origin_rank
             else:
                 counts.seen += 1
                 counts.failed += 1
-                self._fail(run_id, record.pmid, origin, record.reason)
+                self._fail(run_id, item.pmid, origin, item.reason)
+        self._write(final, before, touched_rank, run_id=run_id, origin=origin, rank=origin_rank)
 
-    def _stored(self, pmid: int) -> _Stored | None:
-        row = self.conn.execute(
-            "SELECT content_hash, version, origin_rank FROM articles WHERE pmid = ?", (pmid,)
-        ).fetchone()
-        return _Stored(*row) if row else None
-
-    def _upsert(self, article: Article, *, run_id: int, origin: str, rank: str | None, stamp: str) -> str:
-        stored = self._stored(article.pmid)
-        if stored is None and rank is not None:
-            tomb = self.conn.execute(
-                "SELECT origin_rank FROM deleted_articles WHERE pmid = ?", (article.pmid,)
-            ).fetchone()
-            if tomb is not None and tomb[0] is not None and tomb[0] > rank:
-                return "unchanged"  # deleted by a later file: this older record stays deleted
-        if stored is not None and _is_older(article.version, rank, stored):
-            return "unchanged"
-        record_json = article.to_json()
-        digest = article.content_hash(record_json)
-        if stored is not None and stored.content_hash == digest:
-            if rank != stored.origin_rank:
-                self.conn.execute(
-                    "UPDATE articles SET origin = ?, origin_rank = ? WHERE pmid = ?", (origin, rank, article.pmid)
-                )
-            return "unchanged"
-        values = (
-            article.version,
-            article.title,
-            article.abstract,
-            int(article.has_abstract),
-            article.journal,
-            article.journal_iso,
-            article.year,
-            article.language,
-            json.dumps(article.publication_types, ensure_ascii=False),
-            int(article.retracted),
-            article.kind,
-            record_json,
-            digest,
-            origin,
-            rank,
-            run_id,
-            stamp,
+    def _write(
+        self,
+        final: dict[int, PreparedArticle | None],
+        before: dict[int, _Stored],
+        touched_rank: dict[int, str | None],
+        *,
+        run_id: int,
+        origin: str,
+        rank: str | None,
+    ) -> None:
+        stamp = now()
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        removed: list[tuple[int]] = []
+        tomb_rows: list[tuple[Any, ...]] = []
+        for pmid, item in final.items():
+            if item is None:
+                if pmid in before:
+                    removed.append((pmid,))
+                tomb_rows.append((pmid, origin, rank, run_id, stamp))
+                continue
+            row = (*item.columns, origin, rank, run_id, stamp, pmid)
+            (updates if pmid in before else inserts).append(row)
+        changed = [(pmid,) for pmid in final if pmid in before]
+        conn = self.conn
+        conn.executemany("DELETE FROM article_publication_types WHERE pmid = ?", changed)
+        conn.executemany("DELETE FROM article_mesh WHERE pmid = ?", changed)
+        conn.executemany("DELETE FROM articles WHERE pmid = ?", removed)
+        conn.executemany(
+            "UPDATE articles SET version = ?, title = ?, abstract = ?, has_abstract = ?, journal = ?, "
+            "journal_iso = ?, year = ?, language = ?, publication_types = ?, retracted = ?, kind = ?, "
+            "record = ?, content_hash = ?, origin = ?, origin_rank = ?, run_id = ?, updated_at = ? "
+            "WHERE pmid = ?",
+            updates,
         )
-        if stored is None:
-            self.conn.execute(
-                "INSERT INTO articles (version, title, abstract, has_abstract, journal, journal_iso, year, "
-                "language, publication_types, retracted, kind, record, content_hash, origin, origin_rank, "
-                "run_id, updated_at, pmid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*values, article.pmid),
-            )
-            self.conn.execute("DELETE FROM deleted_articles WHERE pmid = ?", (article.pmid,))
-        else:
-            self.conn.execute(
-                "UPDATE articles SET version = ?, title = ?, abstract = ?, has_abstract = ?, journal = ?, "
-                "journal_iso = ?, year = ?, language = ?, publication_types = ?, retracted = ?, kind = ?, "
-                "record = ?, content_hash = ?, origin = ?, origin_rank = ?, run_id = ?, updated_at = ? "
-                "WHERE pmid = ?",
-                (*values, article.pmid),
-            )
-            self._clear_side_tables(article.pmid)
-        self.conn.executemany(
+        conn.executemany(
+            "INSERT INTO articles (version, title, abstract, has_abstract, journal, journal_iso, year, "
+            "language, publication_types, retracted, kind, record, content_hash, origin, origin_rank, "
+            "run_id, updated_at, pmid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            inserts,
+        )
+        stored_now = [item for item in final.values() if item is not None]
+        conn.executemany("DELETE FROM deleted_articles WHERE pmid = ?", [(i.pmid,) for i in stored_now])
+        conn.executemany(
             "INSERT OR IGNORE INTO article_publication_types (name, pmid) VALUES (?, ?)",
-            [(name, article.pmid) for name in article.publication_types],
+            [(name, i.pmid) for i in stored_now for name in i.publication_types],
         )
-        mesh: dict[str, bool] = {}
-        for heading in article.mesh:
-            mesh[heading.descriptor] = mesh.get(heading.descriptor, False) or heading.major
-        self.conn.executemany(
+        conn.executemany(
             "INSERT INTO article_mesh (descriptor, pmid, major) VALUES (?, ?, ?)",
-            [(name, article.pmid, int(major)) for name, major in mesh.items()],
+            [(name, i.pmid, major) for i in stored_now for name, major in i.mesh],
         )
-        return "inserted" if stored is None else "updated"
-
-    def _clear_side_tables(self, pmid: int) -> None:
-        self.conn.execute("DELETE FROM article_publication_types WHERE pmid = ?", (pmid,))
-        self.conn.execute("DELETE FROM article_mesh WHERE pmid = ?", (pmid,))
-
-    def _delete(self, pmid: int, *, run_id: int, origin: str, rank: str | None, stamp: str) -> None:
-        stored = self._stored(pmid)
-        if stored is not None and rank is not None and stored.origin_rank is not None and stored.origin_rank > rank:
-            return  # a later file brought the record back; this older deletion does not apply
-        if stored is not None:
-            self.conn.execute("DELETE FROM articles WHERE pmid = ?", (pmid,))
-            self._clear_side_tables(pmid)
-        self.conn.execute(
-            "INSERT INTO deleted_articles (pmid, origin, origin_rank, run_id, deleted_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (pmid) DO UPDATE SET origin = excluded.origin, origin_rank = excluded.origin_rank, "
+        conn.executemany(
+            "INSERT INTO deleted_articles (pmid, origin, origin_rank, run_id, deleted_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (pmid) DO UPDATE SET origin = excluded.origin, "
+            "origin_rank = excluded.origin_rank, "
             "run_id = excluded.run_id, deleted_at = excluded.deleted_at",
-            (pmid, origin, rank, run_id, stamp),
+            tomb_rows,
         )
+        conn.executemany(
+            "UPDATE articles SET origin = ?, origin_rank = ? WHERE pmid = ? AND origin_rank IS NOT ?",
+            [(origin, r, pmid, r) for pmid, r in touched_rank.items() if pmid not in final],
+        )
+
+    def _stored_many(self, pmids: list[int]) -> dict[int, _Stored]:
+        found: dict[int, _Stored] = {}
+        unique = list(dict.fromkeys(pmids))
+        for start in range(0, len(unique), 900):
+            chunk = unique[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for pmid, digest, version, rank in self.conn.execute(
+                f"SELECT pmid, content_hash, version, origin_rank FROM articles WHERE pmid IN ({marks})",
+                chunk,
+            ):
+                found[pmid] = _Stored(digest, version, rank)
+        return found
+
+    def _tombstones(self, pmids: list[int]) -> dict[int, str | None]:
+        found: dict[int, str | None] = {}
+        unique = list(dict.fromkeys(pmids))
+        for start in range(0, len(unique), 900):
+            chunk = unique[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for pmid, rank in self.conn.execute(
+                f"SELECT pmid, origin_rank FROM deleted_articles WHERE pmid IN ({marks})", chunk
+            ):
+                found[pmid] = rank
+        return found
 
     # ----- files ---------------------------------------------------------------------------------
 
@@ -407,7 +447,9 @@ class Store:
             return None
         return dict(zip([d[0] for d in cursor.description], row, strict=True))
 
-    def start_file(self, *, name: str, path: str, sha256: str, size: int, md5_checked: bool, run_id: int) -> int:
+    def start_file(
+        self, *, name: str, path: str, sha256: str, size: int, md5_checked: bool, run_id: int
+    ) -> int:
         """Register a file (or take over an interrupted one); returns how many records it already applied."""
         state = self.file_state(sha256)
         if state is None:
@@ -433,10 +475,49 @@ class Store:
         )
 
 
-def _is_older(version: int, rank: str | None, stored: _Stored) -> bool:
-    """True when an incoming record must not replace the stored one."""
-    if version != stored.version:
-        return version < stored.version
-    if rank is None or stored.origin_rank is None:
-        return False
-    return rank < stored.origin_rank
+def _decide(item: PreparedArticle, rank: str | None, stored: _Stored | None, tomb_rank: str | None) -> str:
+    """inserted / updated / unchanged for an incoming record, given what is stored now.
+
+    A record does not replace a stored one with a higher Version, nor one of the same Version from a
+    bulk file that sorts later; a bulk record older than the file that deleted its PMID stays deleted.
+    """
+    if stored is None:
+        if rank is not None and tomb_rank is not None and tomb_rank > rank:
+            return "unchanged"
+        return "inserted"
+    if item.version != stored.version:
+        return "updated" if item.version > stored.version else "unchanged"
+    if rank is not None and stored.origin_rank is not None and rank < stored.origin_rank:
+        return "unchanged"
+    return "unchanged" if stored.content_hash == item.content_hash else "updated"
+
+
+def prepare(article: Article) -> PreparedArticle:
+    """Everything the library stores for an article, computed once (cheap to send between processes)."""
+    record_json = article.to_json()
+    digest = article.content_hash(record_json)
+    mesh: dict[str, bool] = {}
+    for heading in article.mesh:
+        mesh[heading.descriptor] = mesh.get(heading.descriptor, False) or heading.major
+    return PreparedArticle(
+        pmid=article.pmid,
+        version=article.version,
+        content_hash=digest,
+        columns=(
+            article.version,
+            article.title,
+            article.abstract,
+            int(article.has_abstract),
+            article.journal,
+            article.journal_iso,
+            article.year,
+            article.language,
+            json.dumps(article.publication_types, ensure_ascii=False),
+            int(article.retracted),
+            article.kind,
+            record_json,
+            digest,
+        ),
+        publication_types=list(dict.fromkeys(article.publication_types)),
+        mesh=[(name, int(major)) for name, major in mesh.items()],
+    )

@@ -1,1 +1,1 @@
-"""medlit answers and interfaces: the ``medlit`` CLI (and, as they land, the answer pipeline, API and batch jobs)."""
+"""medlit answers and interfaces: the ``medlit`` CLI (then the answer pipeline, the API, batch jobs)."""

@@ -35,7 +35,9 @@ def _fail_cleanly(fn: F) -> F:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("Interrupted: work committed so far is kept; run the same command again to resume.", err=True)
+            click.echo(
+                "Interrupted: work committed so far is kept; run the same command again to resume.", err=True
+            )
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
@@ -103,7 +105,8 @@ def _print_report(report: RunReport, as_json: bool) -> None:
         click.echo(json.dumps(data, ensure_ascii=False))
     else:
         counts = ", ".join(
-            f"{name} {data[name]}" for name in ("seen", "inserted", "updated", "unchanged", "deleted", "failed")
+            f"{name} {data[name]}"
+            for name in ("seen", "inserted", "updated", "unchanged", "deleted", "failed")
         )
         click.echo(f"run {report.run_id} ({report.source}) {report.status}: {counts}")
         for item in report.files:
@@ -166,7 +169,9 @@ def ingest_jsonl_cmd(obj: _Context, path: Path, skip_invalid: bool, as_json: boo
     from ingest.run import ingest_jsonl
 
     with obj.store() as store:
-        report = ingest_jsonl(store, path, batch_size=obj.settings.ingest_batch_size, skip_invalid=skip_invalid)
+        report = ingest_jsonl(
+            store, path, batch_size=obj.settings.ingest_batch_size, skip_invalid=skip_invalid
+        )
     _print_report(report, as_json)
 
 
@@ -236,7 +241,9 @@ def stats(obj: _Context, as_json: bool) -> None:
 
 
 def _format_article(article: Article) -> str:
-    lines = [f"PMID {article.pmid} (version {article.version}){'  ** RETRACTED **' if article.retracted else ''}"]
+    lines = [
+        f"PMID {article.pmid} (version {article.version}){'  ** RETRACTED **' if article.retracted else ''}"
+    ]
     lines.append(article.title or "(no title)")
     source = ", ".join(str(p) for p in (article.journal_iso or article.journal, article.pub_date) if p)
     if source:
@@ -255,7 +262,13 @@ def _format_article(article: Article) -> str:
         lines.append("")
         lines.append("MeSH: " + "; ".join(m.descriptor + ("*" if m.major else "") for m in article.mesh))
     for link in article.comments_corrections:
-        if link.ref_type in {"RetractionIn", "ErratumIn", "ExpressionOfConcernIn", "UpdateIn", "RetractionOf"}:
+        if link.ref_type in {
+            "RetractionIn",
+            "ErratumIn",
+            "ExpressionOfConcernIn",
+            "UpdateIn",
+            "RetractionOf",
+        }:
             target = f"PMID {link.pmid}" if link.pmid else (link.source or "")
             lines.append(f"{link.ref_type}: {target}")
     lines.append(article.url)
