@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from urllib.parse import quote, quote_plus
 
 _LOCK = threading.Lock()
 _SECRETS: set[str] = set()
 _PATTERNS = [
-    re.compile(r"(api[_-]?key[\"']?\s*[=:]\s*[\"']?)([^\s&\"',;}]+)", re.IGNORECASE),
+    re.compile(r"(api[_-]?key[\"']?\s*(?:=|:|%3D)\s*[\"']?)([^\s&\"',;}<]+)", re.IGNORECASE),
     re.compile(r"(authorization[\"']?\s*[=:]\s*[\"']?bearer\s+)([^\s\"',;}]+)", re.IGNORECASE),
 ]
 MASK = "***"
@@ -22,9 +23,9 @@ MASK = "***"
 
 def register_secret(value: str | None) -> None:
     """Remember a secret so that ``redact`` removes it wherever it appears."""
-    if value and len(value) >= 4:
+    if value:
         with _LOCK:
-            _SECRETS.add(value)
+            _SECRETS.update({value, quote(value, safe=""), quote_plus(value)})
 
 
 def redact(text: str) -> str:
@@ -43,7 +44,10 @@ class RedactingFilter(logging.Filter):
     """A logging filter that redacts the formatted message (and drops the args it was built from)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # bad format arguments: logging reports those itself
+            return True
         cleaned = redact(message)
         if record.exc_info and record.exc_info[1] is not None:
             cleaned += "\n" + redact(logging.Formatter().formatException(record.exc_info))

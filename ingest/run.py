@@ -27,6 +27,7 @@ from tqdm import tqdm
 from ingest.article import Article, Deletion, Rejected
 from ingest.errors import InputError
 from ingest.pubmed_xml import GZIP_MAGIC, iter_records
+from ingest.settings import Settings
 from ingest.store import Item, RunCounts, RunReport, Store, prepare
 
 Record = Article | Deletion | Rejected
@@ -35,7 +36,9 @@ _MD5_HEX = re.compile(r"\b([0-9a-fA-F]{32})\b")
 
 
 def _progress(total: int | None, desc: str, unit: str, enabled: bool) -> tqdm:
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+    """A progress bar on stderr, shown only when stderr is a terminal (``disable=None``)."""
+    disable = None if enabled else True
+    return tqdm(total=total, desc=desc, unit=unit, disable=disable, file=sys.stderr, dynamic_ncols=True)
 
 
 @dataclass(slots=True)
@@ -293,3 +296,61 @@ def ingest_jsonl(
     params = {"path": str(path), "skip_invalid": skip_invalid}
     records = read_jsonl(path, skip_invalid=skip_invalid)
     return _ingest_stream(store, "jsonl", path, records, batch_size=batch_size, params=params)
+
+
+def ingest_pubmed(
+    store: Store,
+    settings: Settings,
+    query: str,
+    *,
+    mindate: str | None = None,
+    maxdate: str | None = None,
+    max_records: int | None = None,
+    progress: bool = True,
+    transport: Any = None,
+) -> RunReport:
+    """Search PubMed through E-utilities and store every record found.
+
+    Every PMID esearch listed ends stored, or recorded as a failure with its reason; what esearch could
+    not list (a single day above 10,000 records) is reported as ``shortfall``. An E-utilities failure
+    after retries ends the run as failed and raises; the batches stored before it stay.
+    """
+    from ingest.entrez import EntrezClient
+
+    params = {"query": query, "mindate": mindate, "maxdate": maxdate, "max": max_records}
+    bar = _progress(None, "PubMed", "rec", progress)
+
+    def advance(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    with EntrezClient(settings.ncbi, transport=transport) as client:
+        fetch = client.fetch_query(
+            query, mindate=mindate, maxdate=maxdate, max_records=max_records, progress=advance
+        )
+        run_id = store.start_run("pubmed", params)
+        try:
+            for batch in fetch:
+                store.apply(batch.records, run_id=run_id, origin="entrez", failures=batch.failed)
+        except BaseException as exc:
+            store.finish_run(run_id, "failed", str(exc) or type(exc).__name__)
+            raise
+        finally:
+            bar.close()
+    found = fetch.report
+    store.finish_run(run_id, "done")
+    report = RunReport(run_id=run_id, source="pubmed", status="done", counts=store.run_counts(run_id))
+    report.details = {
+        "count": found.count,
+        "expected": found.expected,
+        "shortfall": found.shortfall,
+        "slices": len(found.slices),
+        "query_translation": found.query_translation,
+    }
+    report.notes.extend(found.warnings)
+    if found.shortfall:
+        report.notes.append(
+            f"{found.shortfall} of {found.count} PubMed records could not be listed "
+            "(more than 9,999 in one day)"
+        )
+    return report

@@ -61,10 +61,12 @@ class RunReport:
     files: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"run_id": self.run_id, "source": self.source, "status": self.status}
         data.update(asdict(self.counts))
+        data.update(self.details)
         if self.files:
             data["files"] = self.files
         if self.notes:
