@@ -51,9 +51,16 @@ def _clean(text: str) -> str:
     return text.strip()
 
 
+_XML_SPACE = " \t\r\n"
+
+
 def _math_text(el: etree._Element) -> str:
-    """MathML: the text of its tokens, whitespace-only layout nodes dropped."""
-    parts = [str(t).strip() for t in el.itertext() if t and str(t).strip()]
+    """MathML: the text of its tokens, whitespace-only layout nodes dropped.
+
+    Only XML whitespace is layout: a token such as ``<mml:mtext>&#x2009;</mml:mtext>`` (a thin space, or a
+    no-break space) is content and is kept, else "Xe129 MRI" would become "Xe129MRI".
+    """
+    parts = [str(t).strip(_XML_SPACE) for t in el.itertext() if t and str(t).strip(_XML_SPACE)]
     return "".join(parts)
 
 
@@ -411,7 +418,11 @@ def iter_records(source: bytes | str | Path | BinaryIO) -> Iterator[Record]:
         ) from None
     finally:
         if isinstance(source, str | Path):
+            # A gzip wrapper does not close the file it reads from: close both (no leaked descriptor).
+            inner = getattr(stream, "fileobj", None)
             stream.close()
+            if inner is not None:
+                inner.close()
     if count == 0:
         root = parser.root
         if root is None or root.tag not in _ROOTS:

@@ -325,7 +325,15 @@ class Store:
                 counts.seen += 1
                 stored = current.get(item.pmid)
                 outcome = _decide(item, origin_rank, stored, tombs.get(item.pmid))
-                if outcome == "unchanged" and stored is not None and stored.content_hash == item.content_hash:
+                if (
+                    outcome == "unchanged"
+                    and stored is not None
+                    and stored.content_hash == item.content_hash
+                    and origin_rank is not None
+                    and (stored.origin_rank is None or origin_rank > stored.origin_rank)
+                ):
+                    # The same record from a later file: it now counts as that file's. Never the other way:
+                    # an older file repeating it must not lower the rank a later file gave it.
                     touched_rank[item.pmid] = origin_rank
                 if outcome in ("inserted", "updated"):
                     final[item.pmid] = item
@@ -345,7 +353,9 @@ class Store:
                         continue  # a later file brought the record back; this older deletion does not apply
                     final[pmid] = None
                     current[pmid] = None
-                    tombs[pmid] = origin_rank
+                    prior = tombs.get(pmid)
+                    if origin_rank is None or prior is None or prior <= origin_rank:
+                        tombs[pmid] = origin_rank  # a later file's tombstone stays (see _write)
             else:
                 counts.seen += 1
                 counts.failed += 1
@@ -407,7 +417,11 @@ class Store:
             "INSERT INTO deleted_articles (pmid, origin, origin_rank, run_id, deleted_at) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (pmid) DO UPDATE SET origin = excluded.origin, "
             "origin_rank = excluded.origin_rank, "
-            "run_id = excluded.run_id, deleted_at = excluded.deleted_at",
+            "run_id = excluded.run_id, deleted_at = excluded.deleted_at "
+            # An older file deleting again must not replace a later file's tombstone with its lower rank
+            # (a file between the two would then resurrect the PMID).
+            "WHERE excluded.origin_rank IS NULL OR deleted_articles.origin_rank IS NULL "
+            "OR excluded.origin_rank >= deleted_articles.origin_rank",
             tomb_rows,
         )
         conn.executemany(
