@@ -30,7 +30,7 @@ from ingest.errors import InputError
 
 Record = Article | Deletion | Rejected
 
-_ROOTS = frozenset({"PubmedArticleSet", "MedlineCitationSet", "PubmedBookArticleSet"})
+PUBMED_ROOTS = _ROOTS = frozenset({"PubmedArticleSet", "MedlineCitationSet", "PubmedBookArticleSet"})
 _RECORD_TAGS = ("PubmedArticle", "PubmedBookArticle", "DeleteCitation", "MedlineCitation")
 _MATHML_NS = "{http://www.w3.org/1998/Math/MathML}"
 _YEAR = re.compile(r"(1[5-9]\d\d|20\d\d|21\d\d)")
@@ -417,12 +417,7 @@ def iter_records(source: bytes | str | Path | BinaryIO) -> Iterator[Record]:
             f"{name}: compressed file is truncated or corrupt after {count} records ({exc})"
         ) from None
     finally:
-        if isinstance(source, str | Path):
-            # A gzip wrapper does not close the file it reads from: close both (no leaked descriptor).
-            inner = getattr(stream, "fileobj", None)
-            stream.close()
-            if inner is not None:
-                inner.close()
+        _close(source, stream)
     if count == 0:
         root = parser.root
         if root is None or root.tag not in _ROOTS:
@@ -439,3 +434,29 @@ def _check_root(element: etree._Element, name: str) -> None:
 def _reason(exc: etree.XMLSyntaxError) -> str:
     message = str(exc.msg if hasattr(exc, "msg") and exc.msg else exc)
     return message.splitlines()[0][:200]
+
+
+def root_tag(source: bytes | str | Path | BinaryIO) -> str:
+    """The name of the document's root element, read from its first bytes (InputError if not XML)."""
+    stream, name = open_source(source)
+    try:
+        for _event, element in etree.iterparse(
+            stream, events=("start",), load_dtd=False, no_network=True, resolve_entities=False
+        ):
+            return str(element.tag)
+    except etree.XMLSyntaxError as exc:
+        raise InputError(f"{name}: not XML ({_reason(exc)})") from None
+    except _DECOMPRESS_ERRORS as exc:
+        raise InputError(f"{name}: compressed file is corrupt ({exc})") from None
+    finally:
+        _close(source, stream)
+    raise InputError(f"{name}: no XML element found")
+
+
+def _close(source: object, stream: BinaryIO) -> None:
+    """Close what open_source opened (a gzip wrapper does not close the file beneath: close both)."""
+    if isinstance(source, str | Path):
+        inner = getattr(stream, "fileobj", None)
+        stream.close()
+        if inner is not None:
+            inner.close()

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ingest.article import Article, Deletion, Rejected
 from ingest.errors import InputError
-from ingest.pubmed_xml import GZIP_MAGIC, iter_records
+from ingest.pubmed_xml import GZIP_MAGIC, PUBMED_ROOTS, iter_records, root_tag
 from ingest.settings import Settings
 from ingest.store import Item, RunCounts, RunReport, Store, prepare
 
@@ -82,6 +82,9 @@ def _check_file(path: Path) -> _FileCheck:
         raise InputError(f"{path}: empty file, not PubMed XML")
     if not head.startswith(GZIP_MAGIC) and not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         raise InputError(f"{path}: not an XML or gzipped XML file")
+    root = root_tag(path)
+    if root not in PUBMED_ROOTS:
+        raise InputError(f"{path}: not a PubMed XML file (root element is {root})")
     md5_checked = False
     sidecar = path.with_name(path.name + ".md5")
     if sidecar.exists():
@@ -95,7 +98,19 @@ def _check_file(path: Path) -> _FileCheck:
 
 
 def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    while batch := list(islice(items, size)):
+    """Lists of ``size`` items; when the source fails midway, the items read before it still come out."""
+    batch: list[Any] = []
+    try:
+        for item in items:
+            batch.append(item)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    except InputError:
+        if batch:
+            yield batch
+        raise
+    if batch:
         yield batch
 
 
@@ -228,6 +243,10 @@ def ingest_files(
             report.error = str(exc)
             report.counts = store.run_counts(run_id)
             return report
+        except BaseException as exc:  # Ctrl-C, a crash: the file stays "running" and resumes next time
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            store.finish_run(run_id, status, f"{type(exc).__name__}: {exc}".rstrip(": "))
+            raise
         finally:
             bar.close()
             if ahead is not None:

@@ -342,7 +342,6 @@ class Store:
             elif isinstance(item, Deletion):
                 for pmid in item.pmids:
                     counts.seen += 1
-                    counts.deleted += 1
                     stored = current.get(pmid)
                     if (
                         stored is not None
@@ -350,7 +349,9 @@ class Store:
                         and stored.origin_rank is not None
                         and stored.origin_rank > origin_rank
                     ):
-                        continue  # a later file brought the record back; this older deletion does not apply
+                        counts.unchanged += 1  # a later file brought the record back: not deleted
+                        continue
+                    counts.deleted += 1
                     final[pmid] = None
                     current[pmid] = None
                     prior = tombs.get(pmid)
@@ -476,8 +477,9 @@ class Store:
             )
             return 0
         self.conn.execute(
-            "UPDATE files SET status = 'running', run_id = ?, path = ?, error = NULL WHERE sha256 = ?",
-            (run_id, path, sha256),
+            "UPDATE files SET status = 'running', run_id = ?, path = ?, md5_checked = ?, error = NULL "
+            "WHERE sha256 = ?",
+            (run_id, path, int(md5_checked), sha256),
         )
         return int(state["records_done"] or 0)
 

@@ -380,11 +380,6 @@ def test_bad_file_among_good_ones_applies_nothing(
     assert store.get(40000010) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run.py _check_file only checks that the file starts with '<': HTML saved as .xml passes the "
-    "pre-check, files sorting before it are applied, and the run then fails on it instead of raising",
-)
 def test_html_saved_as_xml_among_good_files_applies_nothing(store: Store, tmp_path: Path) -> None:
     html = Path(shutil.copy(ENTREZ / "pubmed3.html", tmp_path / "zzz-efetch.xml"))
     good = pubmed_file(tmp_path / "aaa-first.xml", citation(40000011, "Good record."))
@@ -395,11 +390,10 @@ def test_html_saved_as_xml_among_good_files_applies_nothing(store: Store, tmp_pa
 
 def test_html_saved_as_xml_alone_fails_clearly(store: Store, tmp_path: Path) -> None:
     html = Path(shutil.copy(ENTREZ / "pubmed3.html", tmp_path / "efetch.xml"))
-    report = ingest(store, html)
-    assert report.status == "failed"
-    assert "not a PubMed XML file (root element is html)" in report.error
+    with pytest.raises(InputError, match=r"not a PubMed XML file \(root element is html\)"):
+        ingest(store, html)
     assert store.count() == 0
-    assert file_row(store, "efetch.xml")["status"] == "failed"
+    assert store.runs() == []
 
 
 # ----- interrupted and truncated runs ---------------------------------------------------------------------
@@ -443,11 +437,6 @@ def test_interrupted_run_resumes_to_the_same_library(store: Store, tmp_path: Pat
     fts_intact(store)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run.py ingest_files only handles InputError: after KeyboardInterrupt the run row keeps "
-    "status 'running' forever (its file resumes correctly)",
-)
 def test_interrupted_run_is_recorded_as_such(store: Store) -> None:
     with pytest.raises(KeyboardInterrupt):
         ingest(store, MEDLINE16, batch_size=50, parse=interrupting(60))
@@ -490,11 +479,6 @@ def test_truncated_gzip_fails_clearly_and_the_complete_file_finishes(store: Stor
     assert content(store) == content(uninterrupted)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run.py _batches builds each batch with list(islice(...)): the records of the last, partial "
-    "batch before a truncation are parsed but dropped (209 yielded, 200 stored with batch_size=50)",
-)
 def test_truncated_gzip_keeps_every_record_before_the_cut(store: Store, tmp_path: Path) -> None:
     cut = truncated_copy(tmp_path / "partial")
     report = ingest(store, cut, batch_size=50)
