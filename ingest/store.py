@@ -116,6 +116,7 @@ class Store:
         self.db = Database(conn)
         try:
             migrate(self.db)
+            self.end_bulk_load()  # finishes a bulk load a killed process left behind
         except sqlite3.DatabaseError as exc:
             raise LibraryError(f"{self.path}: cannot open the library ({exc})") from None
 
@@ -223,6 +224,48 @@ class Store:
 
     def integrity_check(self) -> str:
         return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # ----- bulk loading ------------------------------------------------------------------------
+
+    _BULK_KEY = "fts_triggers_set_aside"
+
+    def begin_bulk_load(self) -> bool:
+        """Into an empty library: set the FTS5 triggers aside (one rebuild at the end is ~2x cheaper than
+        indexing row by row). Returns whether it did; ``end_bulk_load`` must follow, and runs by itself
+        when the next Store opens if the process was killed."""
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM articles LIMIT 1").fetchone() is not None:
+                return False
+            if conn.execute("SELECT 1 FROM library_state WHERE key = ?", (self._BULK_KEY,)).fetchone():
+                return False
+            triggers = conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'articles'"
+            ).fetchall()
+            if not triggers:
+                return False
+            conn.execute(
+                "INSERT INTO library_state (key, value) VALUES (?, ?)", (self._BULK_KEY, json.dumps(triggers))
+            )
+            for name, _sql in triggers:
+                conn.execute(f'DROP TRIGGER "{name}"')
+        return True
+
+    def end_bulk_load(self) -> None:
+        """Rebuild the FTS5 index from the articles and put its triggers back (no-op unless bulk loading)."""
+        if not self.conn.execute("SELECT 1 FROM library_state WHERE key = ?", (self._BULK_KEY,)).fetchone():
+            return
+        with self.transaction() as conn:
+            row = conn.execute("SELECT value FROM library_state WHERE key = ?", (self._BULK_KEY,)).fetchone()
+            if row is None:
+                return
+            conn.execute("INSERT INTO articles_fts (articles_fts) VALUES ('rebuild')")
+            existing = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+            }
+            for name, sql in json.loads(row[0]):
+                if name not in existing:
+                    conn.execute(sql)
+            conn.execute("DELETE FROM library_state WHERE key = ?", (self._BULK_KEY,))
 
     # ----- runs ----------------------------------------------------------------------------------
 

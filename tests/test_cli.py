@@ -88,7 +88,9 @@ def test_show_missing_pmid_is_one_clear_error(run) -> None:
         (b"<html><body>Service unavailable</body></html>", "not a PubMed XML file"),
     ],
 )
-def test_bad_files_leave_the_library_as_it_was(run, tmp_path: Path, content: bytes | None, expected: str) -> None:
+def test_bad_files_leave_the_library_as_it_was(
+    run, tmp_path: Path, content: bytes | None, expected: str
+) -> None:
     assert run("ingest", "files", str(CURRENT)).exit_code == 0
     before = stats(run)
     bad = tmp_path / "bad.xml"

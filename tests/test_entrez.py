@@ -29,7 +29,6 @@ from ingest.errors import EntrezError, InputError
 from ingest.pubmed_xml import iter_records
 from ingest.ratelimit import RateLimiter
 from ingest.settings import NCBISettings
-
 from tests.fake_eutils import RETSTART_ERROR, FakeEutils, Fault, synthetic_corpus
 
 KEY = "f00dfeedc0ffee0123456789abcdefab1234"  # the shape of an NCBI API key (36 hex digits)
