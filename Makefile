@@ -13,6 +13,8 @@ export MEDLIT_HOME ?= $(CURDIR)/medlit-data
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
+	# The CPU build of torch first: anything looser pulls a multi-GB CUDA build.
+	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[test,bench]'
 	touch $@
 

@@ -213,6 +213,229 @@ def ingest_pubmed_cmd(
     _print_report(report, as_json)
 
 
+# ----- index and search --------------------------------------------------------------------------
+
+
+@cli.group()
+def index() -> None:
+    """The dense (FAISS) index over the library: build, update, verify, info."""
+
+
+def _dense(obj: _Context, store: Store) -> Any:
+    from indexes.dense_index import DenseIndex
+
+    return DenseIndex(store, obj.settings)
+
+
+@index.command("build")
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "flat", "hnsw", "ivf_sq8", "ivf_pq"]),
+    default=None,
+    help="Index type (default: the setting, 'auto' picks by size).",
+)
+@json_option
+@quiet_option
+@pass_context
+@_fail_cleanly
+def index_build(obj: _Context, kind: str | None, as_json: bool, quiet: bool) -> None:
+    """Embed every article with a title or abstract into a new index (the old one serves until it is done)."""
+    with obj.store() as store:
+        report = _dense(obj, store).build(kind=kind, progress=not quiet and not as_json)
+    _print_index_report(report, as_json)
+
+
+@index.command("update")
+@json_option
+@quiet_option
+@pass_context
+@_fail_cleanly
+def index_update(obj: _Context, as_json: bool, quiet: bool) -> None:
+    """Embed only new or changed articles and remove deleted ones (builds the index when there is none)."""
+    with obj.store() as store:
+        report = _dense(obj, store).update(progress=not quiet and not as_json)
+    _print_index_report(report, as_json)
+
+
+def _print_index_report(report: Any, as_json: bool) -> None:
+    data = report.to_dict()
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    click.echo(
+        f"index ({data['kind']}, {data['model']}): "
+        f"{data['articles']:,} articles in {data['vectors']:,} vectors; "
+        f"added {data['added']:,}, removed {data['removed']:,}, unchanged {data['unchanged']:,} "
+        f"in {data['seconds']} s"
+    )
+
+
+@index.command("verify")
+@json_option
+@pass_context
+@_fail_cleanly
+def index_verify(obj: _Context, as_json: bool) -> None:
+    """Check that the index holds exactly the library's embeddable PMIDs, up to date (exit 1 otherwise)."""
+    with obj.store() as store:
+        report = _dense(obj, store).verify()
+    data = report.to_dict()
+    if as_json:
+        click.echo(json.dumps(data))
+    else:
+        state = "OK" if report.ok else "MISMATCH"
+        click.echo(
+            f"{state}: library {data['library_pmids']:,} embeddable PMIDs, index {data['index_pmids']:,}; "
+            f"missing {data['missing']:,}, extra {data['extra']:,}, stale {data['stale']:,}, "
+            f"duplicate vectors {data['duplicate_vectors']:,}"
+        )
+        for problem in data["problems"]:
+            click.echo(f"  {problem}")
+    if not report.ok:
+        sys.exit(1)
+
+
+@index.command("info")
+@json_option
+@pass_context
+@_fail_cleanly
+def index_info(obj: _Context, as_json: bool) -> None:
+    """The index's manifest: model, dimension, count, kind, checksum, file and size."""
+    with obj.store() as store:
+        data = _dense(obj, store).info()
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    for key, value in data.items():
+        click.echo(f"{key}: {value}")
+
+
+@cli.command("search")
+@click.argument("question")
+@click.option("-k", type=int, default=10, show_default=True, help="How many articles.")
+@click.option(
+    "--mode",
+    type=click.Choice(["hybrid", "dense", "bm25"]),
+    default="hybrid",
+    show_default=True,
+    help="Dense (embeddings), BM25 (words) or both fused.",
+)
+@click.option("--year", default=None, help="Publication years: 2015:2024, 2015:, :2024 or 2020.")
+@click.option("--type", "types", multiple=True, help='Publication type, e.g. "Randomized Controlled Trial".')
+@click.option("--mesh", multiple=True, help='MeSH descriptor, e.g. "Diabetes Mellitus, Type 2" (repeatable).')
+@click.option("--language", multiple=True, help="Language code, e.g. eng (repeatable).")
+@click.option("--include-retracted", is_flag=True, help="Also return retracted articles (flagged).")
+@json_option
+@pass_context
+@_fail_cleanly
+def search_cmd(
+    obj: _Context,
+    question: str,
+    k: int,
+    mode: str,
+    year: str | None,
+    types: tuple[str, ...],
+    mesh: tuple[str, ...],
+    language: tuple[str, ...],
+    include_retracted: bool,
+    as_json: bool,
+) -> None:
+    """Search the library for a question; prints the best articles with where their rank came from."""
+    from indexes.hit import Filters
+    from indexes.search import Searcher
+
+    year_min, year_max = Filters.parse_years(year)
+    filters = Filters(
+        year_min=year_min,
+        year_max=year_max,
+        publication_types=list(types),
+        mesh=list(mesh),
+        languages=list(language),
+        include_retracted=include_retracted,
+    )
+    with obj.store() as store:
+        hits = Searcher(store, obj.settings).search(question, k, filters, mode)
+    if as_json:
+        click.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False))
+        return
+    if not hits:
+        click.echo("No articles found.")
+    for hit in hits:
+        flag = "  ** RETRACTED **" if hit.retracted else ""
+        where = ", ".join(str(p) for p in (hit.journal, hit.year) if p)
+        click.echo(f"{hit.rank:>2}. [{hit.pmid}] {hit.title} ({where}){flag}")
+        if hit.publication_types:
+            click.echo(f"    {'; '.join(hit.publication_types)}")
+        click.echo(f"    {hit.url}  score {hit.score:.4f}")
+
+
+# ----- evaluation --------------------------------------------------------------------------------
+
+
+@cli.group("eval")
+def eval_group() -> None:
+    """Measure medlit on question sets with known answers."""
+
+
+@eval_group.command("retrieval")
+@click.option(
+    "--corpus",
+    "corpora",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="JSONL corpus to search (repeatable: the corpora are searched together).",
+)
+@click.option(
+    "--questions",
+    "question_files",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="JSONL with question and relevant_pmids (repeatable).",
+)
+@click.option(
+    "--mode", "modes", default="bm25,dense,hybrid", show_default=True, help="Comma-separated modes."
+)
+@click.option(
+    "--distractors",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="PubMed XML files added to the corpus as distractors (repeatable).",
+)
+@click.option(
+    "-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Cut-off of the metrics."
+)
+@json_option
+@quiet_option
+@pass_context
+@_fail_cleanly
+def eval_retrieval(
+    obj: _Context,
+    corpora: tuple[Path, ...],
+    question_files: tuple[Path, ...],
+    modes: str,
+    distractors: tuple[Path, ...],
+    k: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Build a throwaway library from a corpus (and distractors), ask every question in every mode, and
+    print recall@k, nDCG@k, MRR@k and the median latency per (question file, mode) as JSON lines."""
+    from indexes.evaluation import evaluate_retrieval
+
+    results = evaluate_retrieval(
+        list(corpora),
+        question_files,
+        modes=[m.strip() for m in modes.split(",") if m.strip()],
+        distractors=distractors,
+        settings=obj.settings,
+        k=k,
+        progress=not quiet,
+    )
+    for result in results:
+        click.echo(json.dumps(result))
+
+
 # ----- the library -------------------------------------------------------------------------------
 
 
