@@ -29,9 +29,13 @@ $(DEMO_FILES):
 
 demo-data: $(VENV)/.installed $(DEMO_FILES)
 
+DEMO_QUESTION ?= Does remdesivir shorten recovery in patients hospitalised with COVID-19?
+
 demo: demo-data
 	$(MEDLIT) ingest files $(DEMO_FILES)
 	$(MEDLIT) stats
+	$(MEDLIT) index update
+	$(MEDLIT) search "$(DEMO_QUESTION)" -k 5
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow and not gpu"

@@ -102,6 +102,7 @@ def embedder_from_settings(settings: Settings) -> Any:
         device=cfg.device,
         cache_dir=settings.model_cache,
         batch_size=cfg.batch_size,
+        threads=cfg.threads,
         query_prefix=cfg.query_prefix,
         document_prefix=cfg.document_prefix,
     )

@@ -28,6 +28,7 @@ from ingest.article import (
     Rejected,
 )
 from ingest.errors import InputError
+from ingest.inputs import open_input
 from ingest.medline import parse_author, parse_mesh_heading
 
 __all__ = ["read_jsonl", "validate_jsonl"]
@@ -81,14 +82,7 @@ def validate_jsonl(path: str | Path, *, max_errors: int | None = None) -> list[s
 
 
 def _open(path: Path) -> BinaryIO:
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a JSONL file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return open_input(path, "JSONL")
 
 
 def _read(path: Path, skip_invalid: bool) -> Iterator[Article | Rejected]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ingest.article import AbstractSection, Article, Author, CommentCorrection, MeshHeading, Rejected
 from ingest.errors import InputError
+from ingest.inputs import open_input
 
 __all__ = ["COMMENT_TAGS", "parse_author", "parse_medline", "parse_mesh_heading"]
 
@@ -97,15 +98,8 @@ def parse_author(fau: str | None = None, au: str | None = None) -> Author:
 
 
 def _sniff(path: Path) -> None:
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(_SNIFF_BYTES)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a MEDLINE file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with open_input(path, "MEDLINE") as handle:
+        head = handle.read(_SNIFF_BYTES)
     if head[:2] == b"\x1f\x8b":
         raise InputError(f"{path}: is gzip-compressed; decompress it first (gunzip)")
     if b"\x00" in head:

@@ -27,6 +27,7 @@ from ingest.article import (
     Rejected,
 )
 from ingest.errors import InputError
+from ingest.inputs import open_input
 
 Record = Article | Deletion | Rejected
 
@@ -340,14 +341,7 @@ def open_source(source: bytes | str | Path | BinaryIO) -> tuple[BinaryIO, str]:
     elif isinstance(source, str | Path):
         path = Path(source)
         name = str(path)
-        try:
-            stream = path.open("rb")
-        except FileNotFoundError:
-            raise InputError(f"{name}: no such file") from None
-        except IsADirectoryError:
-            raise InputError(f"{name}: is a directory, not a PubMed XML file") from None
-        except OSError as exc:
-            raise InputError(f"{name}: cannot be read ({exc.strerror})") from None
+        stream = open_input(path, "PubMed XML")
     else:
         stream = source
         name = getattr(source, "name", "<stream>")

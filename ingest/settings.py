@@ -70,6 +70,7 @@ class EmbeddingSettings(BaseModel):
     )
     device: str = Field("auto", description="auto, cpu or cuda (torch backend).")
     batch_size: int = Field(64, ge=1, description="Texts per forward pass.")
+    threads: int | None = Field(None, ge=1, description="ONNX Runtime threads (default: every usable CPU).")
     query_prefix: str = Field("", description="Prepended to queries (e.g. 'query: ' for e5 models).")
     document_prefix: str = Field("", description="Prepended to documents (e.g. 'passage: ' for e5 models).")
 
