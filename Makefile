@@ -53,7 +53,11 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 
 bench: demo-data
+	$(PIP) install --quiet -e '.[test,bench,compare]'
 	$(PY) bench/ingest.py $(DEMO_FILES)
+	$(PY) bench/embed.py --n 1000
+	$(PY) bench/vector.py --n 1000000
+	$(PY) bench/search.py --n 5000
 
 clean:
 	rm -rf $(VENV) .cache medlit-data .pytest_cache .mypy_cache .ruff_cache

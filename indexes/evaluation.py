@@ -135,7 +135,7 @@ def evaluate_retrieval(
             searcher = Searcher(store, local, embedder=embedder)
             if any(mode != "bm25" for mode in modes):
                 _say(progress, f"embedding {store.count():,} articles with {embedder.name}")
-                searcher.dense.build(progress=progress)
+                searcher.dense.update(progress=progress)  # incremental when --keep reuses a library
             for path, questions in question_sets:
                 for mode in modes:
                     result = evaluate(searcher, questions, mode, k)

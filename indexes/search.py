@@ -131,7 +131,7 @@ class Searcher:
 
 
 def fuse(
-    dense: list[tuple[int, float]], lexical: list[tuple[int, float]], rrf_k: int = 60
+    dense: list[tuple[int, float]], lexical: list[tuple[int, float]], rrf_k: int = 10
 ) -> list[tuple[int, float]]:
     """Reciprocal-rank fusion: score = sum over lists of 1 / (rrf_k + rank)."""
     scores: dict[int, float] = {}

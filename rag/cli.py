@@ -405,6 +405,12 @@ def eval_group() -> None:
 @click.option(
     "-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Cut-off of the metrics."
 )
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Build the library and index in this directory and keep them (default: a temporary one).",
+)
 @json_option
 @quiet_option
 @pass_context
@@ -416,6 +422,7 @@ def eval_retrieval(
     modes: str,
     distractors: tuple[Path, ...],
     k: int,
+    keep: Path | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -431,6 +438,7 @@ def eval_retrieval(
         settings=obj.settings,
         k=k,
         progress=not quiet,
+        workdir=keep,
     )
     for result in results:
         click.echo(json.dumps(result))
