@@ -268,7 +268,10 @@ class DenseIndex:
                 batch_pmids.append((pmid << 8) | j)
                 batch_texts.append(text)
             batch_meta.append((pmid, digest, len(texts)))
-            if len(batch_meta) >= every:
+            # an untrained IVF index trains on its first add: hold that batch until it is big enough
+            if len(batch_meta) >= every and (
+                vindex.is_trained or len(batch_texts) >= vindex.min_train_vectors
+            ):
                 flush()
                 current_file = self._commit(vindex, pending_add, pending_remove, current_file, rebuild)
                 rebuild = False

@@ -384,9 +384,10 @@ class VectorIndex:
         scores = np.full((len(q), k), -np.inf, dtype=np.float32)
         labels = np.full((len(q), k), -1, dtype=np.int64)
         allowed = None
-        if allowed_ids is not None:
-            allowed = np.unique(np.asarray(allowed_ids, dtype=np.int64).reshape(-1))
-            allowed = allowed[allowed >= 0]
+        if allowed_ids is not None:  # no np.unique: sorting 100k ids costs more than the search
+            allowed = np.ascontiguousarray(allowed_ids, dtype=np.int64).reshape(-1)
+            if len(allowed) and allowed.min() < 0:
+                allowed = allowed[allowed >= 0]
         if len(q) == 0 or len(self) == 0 or (allowed is not None and len(allowed) == 0):
             return scores, labels
         fraction = 1.0 if allowed is None else min(1.0, len(allowed) / len(self))
@@ -494,7 +495,10 @@ class VectorIndex:
         return reached
 
     def _vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """A normalised float32 (n, d) copy; refuses another dimension, NaN and infinity."""
         x = np.array(vectors, dtype=np.float32, order="C", copy=True, ndmin=2)
+        if x.size == 0:
+            return np.empty((0, self.dimension), dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.dimension:
             raise ValueError(f"expected vectors of dimension {self.dimension}, got shape {x.shape}")
         if not np.isfinite(x).all():

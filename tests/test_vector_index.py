@@ -177,6 +177,8 @@ def test_search_edges(data: tuple[np.ndarray, np.ndarray]) -> None:
     index = VectorIndex.create(SMALL_SPECS["flat"], use_gpu=False)
     scores, found = index.search(x[:2], 3)
     assert found.tolist() == [[-1] * 3] * 2 and np.isneginf(scores).all()
+    index.add(np.array([], dtype=np.int64), np.empty((0, DIM), dtype=np.float32))
+    assert len(index) == 0
     index.add(ids[:2], x[:2] * 5.0)  # normalised on the way in
     scores, found = index.search(x[:1], 4)
     assert found[0].tolist() == [ids[0], ids[1], -1, -1]
