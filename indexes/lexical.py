@@ -146,12 +146,22 @@ class LexicalIndex:
     ) -> None:
         self.conn = conn
         self.weights = (float(title_weight), float(abstract_weight))
+        configured = conn.execute("SELECT v FROM articles_fts_config WHERE k = 'rank'").fetchone()
+        self._fast = configured is not None and configured[0] == (
+            f"bm25({self.weights[0]:.1f}, {self.weights[1]:.1f})"
+        )
 
     def search(self, question: str, k: int, *, filters: Filters | None = None) -> list[tuple[int, float]]:
         """The ``k`` best (pmid, score) for a question, best first; score = -bm25, higher is better."""
         query = to_fts_query(question)
         if query is None or k <= 0:
             return []
+        if self._fast and (filters is None or not filters.active):
+            found = self._search_ranked(
+                query, k, include_retracted=bool(filters and filters.include_retracted)
+            )
+            if found is not None:
+                return found
         where, params = filter_sql(filters)
         sql = (
             "SELECT articles_fts.rowid, -bm25(articles_fts, ?, ?) AS score FROM articles_fts "
@@ -165,6 +175,30 @@ class LexicalIndex:
                 raise InputError(f"the question cannot be searched as text ({exc})") from None
             raise
         return [(int(pmid), float(score)) for pmid, score in rows]
+
+    def _search_ranked(
+        self, query: str, k: int, *, include_retracted: bool
+    ) -> list[tuple[int, float]] | None:
+        """FTS5's ``ORDER BY rank LIMIT`` (about 2x faster than sorting bm25() over a join), then drop the
+        retracted; None when too many of the top were retracted to fill k (the caller takes the slow path)."""
+        limit = k if include_retracted else k + 20
+        try:
+            rows = self.conn.execute(
+                "SELECT f.rowid, -f.rank, a.retracted FROM (SELECT rowid, rank FROM articles_fts "
+                "WHERE articles_fts MATCH ? ORDER BY rank LIMIT ?) f JOIN articles a ON a.pmid = f.rowid "
+                "ORDER BY f.rank, f.rowid",
+                (query, limit),
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "fts5" in str(exc).lower():
+                raise InputError(f"the question cannot be searched as text ({exc})") from None
+            raise
+        kept = [
+            (int(pmid), float(score)) for pmid, score, retracted in rows if include_retracted or not retracted
+        ]
+        if len(kept) < k and len(rows) == limit:
+            return None
+        return kept[:k]
 
 
 def _marks(values: list[str]) -> str:

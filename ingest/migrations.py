@@ -152,6 +152,12 @@ def _library_state(db: Database) -> None:
     db.execute("CREATE TABLE library_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
+@migration("004_fts_rank")
+def _fts_rank(db: Database) -> None:
+    """FTS5's own ranking = BM25 with titles weighted 2 (lets ``ORDER BY rank LIMIT`` take its fast path)."""
+    db.execute("INSERT INTO articles_fts (articles_fts, rank) VALUES ('rank', 'bm25(2.0, 1.0)')")
+
+
 def applied(db: Database) -> list[str]:
     if "_medlit_migrations" not in db.table_names():
         return []
