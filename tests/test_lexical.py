@@ -170,3 +170,19 @@ def test_allowed_and_retracted_pmids(library: Store) -> None:
     assert allowed.tolist() == [2, 3, 4]
     both = allowed_pmids(library.conn, Filters(year_min=2018, include_retracted=True))
     assert both is not None and both.tolist() == [2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("include_retracted", [False, True])
+@pytest.mark.parametrize(
+    "question", ["metformin cancer", "stroke aspirin trial", "diabetes", "type 2 diabetes"]
+)
+def test_rank_fast_path_gives_the_same_results(
+    library: Store, question: str, include_retracted: bool
+) -> None:
+    fast = LexicalIndex(library.conn)
+    slow = LexicalIndex(library.conn)
+    assert fast._fast  # the library's FTS5 rank is configured to the default weights by a migration
+    slow._fast = False
+    filters = Filters(include_retracted=include_retracted)
+    for k in (1, 3, 10):
+        assert fast.search(question, k, filters=filters) == slow.search(question, k, filters=filters)
