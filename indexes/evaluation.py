@@ -19,7 +19,7 @@ from typing import Any
 
 from indexes.search import MODES, Searcher
 from ingest.errors import InputError
-from ingest.settings import Settings
+from ingest.settings import Settings, get_settings
 from ingest.store import Store
 
 
@@ -114,7 +114,7 @@ def evaluate_retrieval(
     from indexes.dense_index import embedder_from_settings
     from ingest.run import ingest_files, ingest_jsonl
 
-    settings = settings or Settings()
+    settings = settings or get_settings()
     corpora = [Path(corpus)] if isinstance(corpus, str | Path) else [Path(c) for c in corpus]
     for mode in modes:
         if mode not in MODES:

@@ -16,7 +16,7 @@ from indexes.hit import Filters, Hit
 from indexes.lexical import LexicalIndex, allowed_pmids, retracted_pmids
 from ingest.article import Article
 from ingest.errors import InputError
-from ingest.settings import Settings
+from ingest.settings import Settings, get_settings
 from ingest.store import Store
 
 MODES = ("hybrid", "dense", "bm25")
@@ -116,7 +116,7 @@ class Searcher:
         dense_pos = {pmid: (rank, score) for rank, (pmid, score) in enumerate(dense, start=1)}
         lexical_pos = {pmid: (rank, score) for rank, (pmid, score) in enumerate(lexical, start=1)}
         articles = self.store.get_many(pmid for pmid, _s in ranked)
-        hits = []
+        hits: list[Hit] = []
         for pmid, score in ranked:
             article = articles.get(pmid)
             if article is None:  # deleted since the index was built: never serve it
@@ -176,7 +176,7 @@ def search(
     settings: Settings | None = None,
 ) -> list[Hit]:
     """Search the library of ``settings`` (default: the environment's) in one call."""
-    settings = settings or Settings()
+    settings = settings or get_settings()
     with Store.open(settings) as store:
         return Searcher(store, settings).search(query, k, filters, mode)
 

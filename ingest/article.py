@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 # CommentsCorrections RefTypes that mean "this record itself is retracted".
 RETRACTION_REF_TYPES = frozenset({"RetractionIn", "RetractedandRepublishedIn"})
 RETRACTED_PUBLICATION_TYPE = "Retracted Publication"
@@ -158,7 +160,7 @@ class Article:
 
     def to_json(self) -> str:
         """The canonical serialisation: fixed key order, so equal records hash equal."""
-        return json.dumps(self.to_plain(), ensure_ascii=False, separators=(",", ":"))
+        return orjson.dumps(self.to_plain()).decode("utf-8")
 
     def content_hash(self, serialised: str | None = None) -> str:
         text = serialised if serialised is not None else self.to_json()

@@ -136,14 +136,16 @@ def _parse_worker(path: str, skip: int, batch_size: int, out: Any) -> None:
 
 
 class _ParseAhead:
-    """Parsing in a child process while this one writes: two cores, one for each (about 1.7x faster).
+    """Parsing in a child process while this one writes (and the next file's parse starts early).
 
-    The queue holds at most a few batches, so memory stays bounded whatever the file size.
+    The queue holds at most ``QUEUE_BATCHES`` batches, so memory stays bounded whatever the file size.
     """
+
+    QUEUE_BATCHES = 32
 
     def __init__(self, path: Path, skip: int, batch_size: int) -> None:
         ctx = multiprocessing.get_context("spawn")
-        self.queue = ctx.Queue(maxsize=4)
+        self.queue = ctx.Queue(maxsize=self.QUEUE_BATCHES)
         self.process = ctx.Process(
             target=_parse_worker, args=(str(path), skip, batch_size, self.queue), daemon=True
         )
@@ -212,12 +214,41 @@ def _apply_files(
     workers: bool,
 ) -> RunReport:
     report = RunReport(run_id=run_id, source="files", status="running", counts=RunCounts())
+    todo = []
     for check in checks:
-        name = check.path.name
         state = store.file_state(check.sha256)
         if state is not None and state["status"] == "done":
-            report.files.append({"file": name, "status": "already applied", "records": state["records_done"]})
-            continue
+            report.files.append(
+                {"file": check.path.name, "status": "already applied", "records": state["records_done"]}
+            )
+        else:
+            todo.append((check, int(state["records_done"] or 0) if state else 0))
+    parsers: dict[str, _ParseAhead] = {}
+    try:
+        return _apply_todo(store, todo, report, run_id, batch_size, progress, parse, workers, parsers)
+    finally:
+        for parser in parsers.values():
+            parser.close()
+
+
+def _apply_todo(
+    store: Store,
+    todo: list[tuple[_FileCheck, int]],
+    report: RunReport,
+    run_id: int,
+    batch_size: int,
+    progress: bool,
+    parse: Callable[[Path], Iterator[Record]] | None,
+    workers: bool,
+    parsers: dict[str, _ParseAhead],
+) -> RunReport:
+    for index, (check, _skip) in enumerate(todo):
+        name = check.path.name
+        if workers and parse is None:
+            # this file's parser (started early while the previous file was written) and the next one's
+            for later, skip in todo[index : index + 2]:
+                if later.sha256 not in parsers:
+                    parsers[later.sha256] = _ParseAhead(later.path, skip, batch_size)
         with store.transaction():
             done = store.start_file(
                 name=name,
@@ -232,7 +263,6 @@ def _apply_files(
         position = done
         file_counts = RunCounts()
         bar = _progress(None, name, "rec", progress)
-        ahead: _ParseAhead | None = None
         try:
             if parse is not None:
                 records = parse(check.path)
@@ -240,7 +270,7 @@ def _apply_files(
                     pass
                 batches: Iterable[list[Item]] = _batches(records, batch_size)
             elif workers:
-                batches = ahead = _ParseAhead(check.path, done, batch_size)
+                batches = parsers[check.sha256]
             else:
                 batches = _prepared_batches(str(check.path), done, batch_size)
             for batch in batches:
@@ -266,8 +296,8 @@ def _apply_files(
             raise
         finally:
             bar.close()
-            if ahead is not None:
-                ahead.close()
+            if check.sha256 in parsers:
+                parsers.pop(check.sha256).close()
         with store.transaction():
             store.finish_file(check.sha256, "done")
         report.counts.add(file_counts)

@@ -82,9 +82,9 @@ class IndexSettings(BaseModel):
 
     kind: str = Field("auto", description="auto (by size), flat, hnsw, ivf_sq8 or ivf_pq.")
     passages: bool = Field(
-        True,
-        description="Embed long abstracts as overlapping passages (title + window) mapped back to the PMID; "
-        "false embeds title + abstract truncated to the model's limit.",
+        False,
+        description="Embed long abstracts as overlapping passages (title + window) mapped back to the PMID "
+        "instead of title + abstract truncated to the model's limit (measured: same recall, 1.9x the cost).",
     )
     passage_words: int = Field(160, ge=20, description="Words per passage window.")
     passage_overlap: int = Field(40, ge=0, description="Words shared by consecutive passages.")
