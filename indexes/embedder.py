@@ -35,6 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ingest.errors import InputError
+from ingest.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,7 @@ def _resolve_device(device: str) -> str:
 
 
 def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="doc", file=sys.stderr, smoothing=0.1)
+    return progress_bar(total, desc, "doc", enabled)
 
 
 def default_model_path() -> Path:

@@ -15,17 +15,15 @@ import hashlib
 import multiprocessing
 import queue
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from ingest.article import Article, Deletion, Rejected
 from ingest.errors import InputError
+from ingest.progress import progress_bar
 from ingest.pubmed_xml import GZIP_MAGIC, PUBMED_ROOTS, iter_records, root_tag
 from ingest.settings import Settings
 from ingest.store import Item, RunCounts, RunReport, Store, prepare
@@ -33,12 +31,6 @@ from ingest.store import Item, RunCounts, RunReport, Store, prepare
 Record = Article | Deletion | Rejected
 XML_SUFFIXES = (".xml", ".xml.gz")
 _MD5_HEX = re.compile(r"\b([0-9a-fA-F]{32})\b")
-
-
-def _progress(total: int | None, desc: str, unit: str, enabled: bool) -> tqdm:
-    """A progress bar on stderr, shown only when stderr is a terminal (``disable=None``)."""
-    disable = None if enabled else True
-    return tqdm(total=total, desc=desc, unit=unit, disable=disable, file=sys.stderr, dynamic_ncols=True)
 
 
 @dataclass(slots=True)
@@ -262,7 +254,7 @@ def _apply_todo(
             report.notes.append(f"{name}: resuming after {done} records")
         position = done
         file_counts = RunCounts()
-        bar = _progress(None, name, "rec", progress)
+        bar = progress_bar(None, name, "rec", progress)
         try:
             if parse is not None:
                 records = parse(check.path)
@@ -384,7 +376,7 @@ def ingest_pubmed(
     from ingest.entrez import EntrezClient
 
     params = {"query": query, "mindate": mindate, "maxdate": maxdate, "max": max_records}
-    bar = _progress(None, "PubMed", "rec", progress)
+    bar = progress_bar(None, "PubMed", "rec", progress)
 
     def advance(done: int, total: int) -> None:
         bar.total = total
