@@ -193,18 +193,15 @@ class DenseIndex:
 
     def _texts(self, pmids: list[int]) -> Iterator[tuple[int, str, list[str]]]:
         cfg = self.settings.index
-        for start in range(0, len(pmids), 500):
-            chunk = pmids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.store.conn.execute(
-                f"SELECT pmid, content_hash, title, abstract FROM articles WHERE pmid IN ({marks})", chunk
-            ).fetchall()
-            for pmid, digest, title, abstract in rows:
-                if cfg.passages:
-                    texts = passages(title, abstract, words=cfg.passage_words, overlap=cfg.passage_overlap)
-                else:
-                    texts = [document_text(title, abstract)]
-                yield pmid, digest, texts
+        rows = self.store.select_in(
+            "SELECT pmid, content_hash, title, abstract FROM articles WHERE pmid IN ({ids})", pmids, chunk=500
+        )
+        for pmid, digest, title, abstract in rows:
+            if cfg.passages:
+                texts = passages(title, abstract, words=cfg.passage_words, overlap=cfg.passage_overlap)
+            else:
+                texts = [document_text(title, abstract)]
+            yield pmid, digest, texts
 
     # ----- build and update ----------------------------------------------------------------------
 

@@ -168,12 +168,7 @@ class LexicalIndex:
             "JOIN articles a ON a.pmid = articles_fts.rowid "
             f"WHERE articles_fts MATCH ? AND {where} ORDER BY score DESC, articles_fts.rowid LIMIT ?"
         )
-        try:
-            rows = self.conn.execute(sql, [*self.weights, query, *params, int(k)]).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "fts5" in str(exc).lower():
-                raise InputError(f"the question cannot be searched as text ({exc})") from None
-            raise
+        rows = self._match(sql, [*self.weights, query, *params, int(k)])
         return [(int(pmid), float(score)) for pmid, score in rows]
 
     def _search_ranked(
@@ -182,23 +177,27 @@ class LexicalIndex:
         """FTS5's ``ORDER BY rank LIMIT`` (about 2x faster than sorting bm25() over a join), then drop the
         retracted; None when too many of the top were retracted to fill k (the caller takes the slow path)."""
         limit = k if include_retracted else k + 20
-        try:
-            rows = self.conn.execute(
-                "SELECT f.rowid, -f.rank, a.retracted FROM (SELECT rowid, rank FROM articles_fts "
-                "WHERE articles_fts MATCH ? ORDER BY rank LIMIT ?) f JOIN articles a ON a.pmid = f.rowid "
-                "ORDER BY f.rank, f.rowid",
-                (query, limit),
-            ).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "fts5" in str(exc).lower():
-                raise InputError(f"the question cannot be searched as text ({exc})") from None
-            raise
+        rows = self._match(
+            "SELECT f.rowid, -f.rank, a.retracted FROM (SELECT rowid, rank FROM articles_fts "
+            "WHERE articles_fts MATCH ? ORDER BY rank LIMIT ?) f JOIN articles a ON a.pmid = f.rowid "
+            "ORDER BY f.rank, f.rowid",
+            [query, limit],
+        )
         kept = [
             (int(pmid), float(score)) for pmid, score, retracted in rows if include_retracted or not retracted
         ]
         if len(kept) < k and len(rows) == limit:
             return None
         return kept[:k]
+
+    def _match(self, sql: str, params: list[Any]) -> list[Any]:
+        """Run an FTS5 MATCH query; a query FTS5 cannot parse is the user's question, not a crash."""
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "fts5" in str(exc).lower():
+                raise InputError(f"the question cannot be searched as text ({exc})") from None
+            raise
 
 
 def _marks(values: list[str]) -> str:

@@ -6,7 +6,6 @@ every mode: lexical applies them in SQL, dense inside FAISS through an id select
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -179,7 +178,3 @@ def search(
     settings = settings or get_settings()
     with Store.open(settings) as store:
         return Searcher(store, settings).search(query, k, filters, mode)
-
-
-def hits_to_json(hits: list[Hit]) -> str:
-    return json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False)

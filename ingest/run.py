@@ -106,8 +106,14 @@ def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def _prepared_batches(path: str, skip: int, batch_size: int) -> Iterator[list[Item]]:
-    records = iter_records(path)
+def _prepared_batches(
+    path: str | Path,
+    skip: int,
+    batch_size: int,
+    parse: Callable[[Path], Iterator[Record]] = iter_records,
+) -> Iterator[list[Item]]:
+    """The file's records after the first ``skip``, prepared for the library, in batches."""
+    records = parse(Path(path))
     for _ in islice(records, skip):
         pass
     for batch in _batches(records, batch_size):
@@ -253,30 +259,23 @@ def _apply_todo(
         if done:
             report.notes.append(f"{name}: resuming after {done} records")
         position = done
-        file_counts = RunCounts()
         bar = progress_bar(None, name, "rec", progress)
         try:
-            if parse is not None:
-                records = parse(check.path)
-                for _ in islice(records, done):
-                    pass
-                batches: Iterable[list[Item]] = _batches(records, batch_size)
-            elif workers:
-                batches = parsers[check.sha256]
-            else:
-                batches = _prepared_batches(str(check.path), done, batch_size)
+            batches: Iterable[list[Item]] = (
+                parsers[check.sha256]
+                if check.sha256 in parsers
+                else _prepared_batches(check.path, done, batch_size, parse or iter_records)
+            )
             for batch in batches:
                 with store.transaction():
-                    counts = store.apply_in_transaction(batch, run_id=run_id, origin=name, origin_rank=name)
+                    store.apply_in_transaction(batch, run_id=run_id, origin=name, origin_rank=name)
                     position += len(batch)
                     store.checkpoint_file(check.sha256, position)
-                file_counts.add(counts)
                 bar.update(len(batch))
         except InputError as exc:
             with store.transaction():
                 store.finish_file(check.sha256, "failed", str(exc))
                 store.finish_run(run_id, "failed", str(exc))
-            report.counts.add(file_counts)
             report.files.append({"file": name, "status": "failed", "records": position, "error": str(exc)})
             report.status = "failed"
             report.error = str(exc)
@@ -292,7 +291,6 @@ def _apply_todo(
                 parsers.pop(check.sha256).close()
         with store.transaction():
             store.finish_file(check.sha256, "done")
-        report.counts.add(file_counts)
         report.files.append(
             {"file": name, "status": "applied", "records": position, "md5_checked": check.md5_checked}
         )

@@ -152,29 +152,15 @@ class Store:
         return Article.from_json(row[0]) if row else None
 
     def get_many(self, pmids: Iterable[int]) -> dict[int, Article]:
-        ids = [int(p) for p in pmids]
-        found: dict[int, Article] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for pmid, record in self.conn.execute(
-                f"SELECT pmid, record FROM articles WHERE pmid IN ({marks})", chunk
-            ):
-                found[pmid] = Article.from_json(record)
-        return found
+        rows = self.select_in("SELECT pmid, record FROM articles WHERE pmid IN ({ids})", pmids)
+        return {pmid: Article.from_json(record) for pmid, record in rows}
 
-    def iter_articles(self, *, batch_size: int = 1000) -> Iterator[Article]:
-        """Every article in PMID order, streamed."""
-        last = 0
-        while True:
-            rows = self.conn.execute(
-                "SELECT pmid, record FROM articles WHERE pmid > ? ORDER BY pmid LIMIT ?", (last, batch_size)
-            ).fetchall()
-            if not rows:
-                return
-            for _pmid, record in rows:
-                yield Article.from_json(record)
-            last = rows[-1][0]
+    def select_in(self, sql: str, ids: Iterable[int], chunk: int = 900) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``sql`` with its ``{ids}`` placeholder filled, in chunks under SQLite's variable limit."""
+        unique = list(dict.fromkeys(int(i) for i in ids))
+        for start in range(0, len(unique), chunk):
+            part = unique[start : start + chunk]
+            yield from self.conn.execute(sql.format(ids=",".join("?" * len(part))), part).fetchall()
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM articles").fetchone()[0])
@@ -474,29 +460,14 @@ class Store:
         )
 
     def _stored_many(self, pmids: list[int]) -> dict[int, _Stored]:
-        found: dict[int, _Stored] = {}
-        unique = list(dict.fromkeys(pmids))
-        for start in range(0, len(unique), 900):
-            chunk = unique[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            for pmid, digest, version, rank in self.conn.execute(
-                f"SELECT pmid, content_hash, version, origin_rank FROM articles WHERE pmid IN ({marks})",
-                chunk,
-            ):
-                found[pmid] = _Stored(digest, version, rank)
-        return found
+        rows = self.select_in(
+            "SELECT pmid, content_hash, version, origin_rank FROM articles WHERE pmid IN ({ids})", pmids
+        )
+        return {pmid: _Stored(digest, version, rank) for pmid, digest, version, rank in rows}
 
     def _tombstones(self, pmids: list[int]) -> dict[int, str | None]:
-        found: dict[int, str | None] = {}
-        unique = list(dict.fromkeys(pmids))
-        for start in range(0, len(unique), 900):
-            chunk = unique[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            for pmid, rank in self.conn.execute(
-                f"SELECT pmid, origin_rank FROM deleted_articles WHERE pmid IN ({marks})", chunk
-            ):
-                found[pmid] = rank
-        return found
+        rows = self.select_in("SELECT pmid, origin_rank FROM deleted_articles WHERE pmid IN ({ids})", pmids)
+        return dict(rows)
 
     # ----- files ---------------------------------------------------------------------------------
 
