@@ -187,11 +187,15 @@ def _resolve_model(model: str | Path) -> tuple[Path, str]:
     return snapshot, text
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _load_json(path: Path) -> Any:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: unreadable model configuration ({exc})") from exc
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data = _load_json(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object")
     return data
@@ -225,10 +229,7 @@ class _Recipe:
         self.dimension = int(config.get("hidden_size") or config.get("d_model") or 0)
         modules_file = directory / "modules.json"
         if modules_file.is_file():
-            try:
-                modules = json.loads(modules_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise InputError(f"{modules_file}: unreadable ({exc})") from exc
+            modules = _load_json(modules_file)
             if not isinstance(modules, list):
                 raise InputError(f"{modules_file}: expected a list of modules")
             for module in modules:
