@@ -98,6 +98,41 @@ class IndexSettings(BaseModel):
     )
 
 
+class AnswerSettings(BaseModel):
+    """How answers are written and checked."""
+
+    generator: str = Field(
+        "extractive",
+        description="extractive (no model: quotes the retrieved abstracts), openai (any OpenAI-compatible "
+        "chat endpoint: vLLM, Ollama, llama.cpp server, OpenAI) or local (a GGUF file or transformers "
+        "model directory in answer.local_model).",
+    )
+    k: int = Field(10, ge=1, le=100, description="Articles retrieved as evidence for one answer.")
+    mode: str = Field("hybrid", description="Search mode used to retrieve evidence: hybrid, dense or bm25.")
+    max_sentences: int = Field(4, ge=1, le=20, description="Sentences in an extractive answer.")
+    abstain_threshold: float = Field(
+        0.45,
+        description="Abstain when no retrieved sentence is at least this similar to the question (cosine, "
+        "default model; calibrated on PubMedQA and BioASQ, see docs/answers.md).",
+    )
+    support_threshold: float = Field(
+        0.55,
+        description="An answer sentence is supported when a sentence of an abstract it cites is at least "
+        "this similar (cosine, default model; calibrated on BioASQ, see docs/answers.md).",
+    )
+    base_url: str = Field("http://127.0.0.1:8080/v1", description="OpenAI-compatible API base URL.")
+    model: str = Field("default", description="Model name sent to the OpenAI-compatible server.")
+    api_key: SecretStr | None = Field(
+        None, description="Key for the OpenAI-compatible server (or OPENAI_API_KEY). Never logged."
+    )
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for model generators.")
+    max_tokens: int = Field(600, ge=16, description="Most tokens a model may write for one answer.")
+    timeout: float = Field(120.0, gt=0, description="Seconds to wait for the model server.")
+    max_retries: int = Field(2, ge=0, description="Retries for a 5xx or a refused connection.")
+    local_model: str | None = Field(None, description="A .gguf file (llama-cpp-python) or a model directory.")
+    live_max: int = Field(50, ge=1, le=1000, description="Newest matching PubMed records fetched by --live.")
+
+
 class Settings(BaseSettings):
     """Everything configurable in medlit. Environment variables: ``MEDLIT_<FIELD>``."""
 
@@ -109,6 +144,7 @@ class Settings(BaseSettings):
     ncbi: NCBISettings = Field(default_factory=NCBISettings)  # type: ignore[arg-type]
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)  # type: ignore[arg-type]
     index: IndexSettings = Field(default_factory=IndexSettings)  # type: ignore[arg-type]
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)  # type: ignore[arg-type]
     ingest_batch_size: int = Field(500, ge=1, description="Records per SQLite transaction when ingesting.")
     busy_timeout_ms: int = Field(30000, ge=0, description="How long a writer waits for a locked library.")
 
@@ -120,6 +156,13 @@ class Settings(BaseSettings):
         if ncbi.email is None and os.environ.get("NCBI_EMAIL"):
             ncbi = ncbi.model_copy(update={"email": os.environ["NCBI_EMAIL"]})
         return ncbi
+
+    @field_validator("answer", mode="after")
+    @classmethod
+    def _conventional_llm_env(cls, answer: AnswerSettings) -> AnswerSettings:
+        if answer.api_key is None and os.environ.get("OPENAI_API_KEY"):
+            answer = answer.model_copy(update={"api_key": SecretStr(os.environ["OPENAI_API_KEY"])})
+        return answer
 
     @property
     def library_path(self) -> Path:

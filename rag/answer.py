@@ -1,0 +1,243 @@
+"""What a user gets back: ``Answer`` with its ``Citation``s, sentences and retrieval trace.
+
+Every answer carries the disclaimer; renderings for the terminal, Markdown, JSON and Jupyter live here.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+DISCLAIMER = (
+    "This summary of the retrieved literature supports, and does not replace, a clinician's judgement. "
+    "Check the cited articles before acting on it."
+)
+INSUFFICIENT = "The evidence found is insufficient to answer this question."
+
+
+def with_marks(text: str, numbers: list[int]) -> str:
+    """ "Sentence." and [1, 2] → "Sentence [1][2]." (markers before the closing punctuation)."""
+    marks = "".join(f"[{n}]" for n in numbers)
+    if not marks:
+        return text
+    body = text.rstrip()
+    end = ""
+    while body and body[-1] in ".!?;:":
+        end = body[-1] + end
+        body = body[:-1]
+    return f"{body.rstrip()} {marks}{end}"
+
+
+@dataclass(slots=True)
+class Citation:
+    """A retrieved article that the answer cites, with the sentence of its abstract that supports it."""
+
+    number: int  # [n] in the answer text
+    pmid: int
+    title: str
+    journal: str | None
+    year: int | None
+    publication_types: list[str]
+    evidence_level: str
+    evidence_rank: int  # 1 (systematic review) .. 8 (other): lower is stronger
+    retracted: bool
+    quote: str  # the abstract sentence that best supports the answer sentence(s) citing it
+    doi: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://pubmed.ncbi.nlm.nih.gov/{self.pmid}/"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "pmid": self.pmid,
+            "title": self.title,
+            "journal": self.journal,
+            "year": self.year,
+            "publication_types": list(self.publication_types),
+            "evidence_level": self.evidence_level,
+            "evidence_rank": self.evidence_rank,
+            "retracted": self.retracted,
+            "url": self.url,
+            "doi": self.doi,
+            "quote": self.quote,
+        }
+
+
+@dataclass(slots=True)
+class AnswerSentence:
+    """One sentence of the answer, the citations it keeps after verification, and whether it is supported."""
+
+    text: str  # without citation markers
+    citations: list[int] = field(default_factory=list)  # citation numbers
+    supported: bool = False
+    support: float | None = None  # best similarity to a sentence of a cited abstract
+    note: str | None = None  # why it is flagged, when it is
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "citations": list(self.citations),
+            "supported": self.supported,
+            "support": None if self.support is None else round(self.support, 4),
+            "note": self.note,
+        }
+
+
+@dataclass(slots=True)
+class RemovedCitation:
+    """A citation the generator wrote that verification took out, and why."""
+
+    marker: str
+    reason: str
+    sentence: int  # index of the answer sentence it was in
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"marker": self.marker, "reason": self.reason, "sentence": self.sentence}
+
+
+@dataclass(slots=True)
+class Trace:
+    """What was searched: enough to reproduce the retrieval and to explain an abstention."""
+
+    query: str
+    mode: str
+    k: int
+    filters: dict[str, Any]
+    hits: int
+    retrieved: list[int]
+    relevance: float | None = None  # best question-to-sentence similarity among the hits
+    threshold: float | None = None  # abstention threshold it was compared with
+    live: dict[str, Any] | None = None  # the PubMed query and counts when --live fetched new records
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "mode": self.mode,
+            "k": self.k,
+            "filters": self.filters,
+            "hits": self.hits,
+            "retrieved": list(self.retrieved),
+            "relevance": None if self.relevance is None else round(self.relevance, 4),
+            "threshold": self.threshold,
+            "live": self.live,
+            "timings_ms": {name: round(ms, 1) for name, ms in self.timings_ms.items()},
+        }
+
+
+@dataclass(slots=True)
+class Answer:
+    question: str
+    text: str
+    sentences: list[AnswerSentence]
+    citations: list[Citation]
+    trace: Trace
+    generator: str
+    abstained: bool = False
+    reason: str | None = None  # why it abstained
+    verdict: str | None = None  # yes / no / maybe, when the generator gives one
+    removed_citations: list[RemovedCitation] = field(default_factory=list)
+    disclaimer: str = DISCLAIMER
+
+    @property
+    def unsupported(self) -> list[AnswerSentence]:
+        return [s for s in self.sentences if not s.supported]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "abstained": self.abstained,
+            "reason": self.reason,
+            "verdict": self.verdict,
+            "sentences": [s.to_dict() for s in self.sentences],
+            "citations": [c.to_dict() for c in self.citations],
+            "removed_citations": [r.to_dict() for r in self.removed_citations],
+            "generator": self.generator,
+            "trace": self.trace.to_dict(),
+            "disclaimer": self.disclaimer,
+        }
+
+    # ----- renderings -----
+
+    def _citation_line(self, c: Citation, markdown: bool) -> str:
+        flag = "RETRACTED - " if c.retracted else ""
+        where = ", ".join(str(p) for p in (c.journal, c.year) if p)
+        title = f"[{c.title}]({c.url})" if markdown else c.title
+        link = "" if markdown else f"  {c.url}"
+        bold = "**" if markdown and c.retracted else ""
+        return f"[{c.number}] {bold}{flag}{bold}{title} ({where}; {c.evidence_level}) PMID {c.pmid}{link}"
+
+    def _sentence_text(self, s: AnswerSentence) -> str:
+        flag = (
+            " (unsupported: " + (s.note or "no cited abstract supports it") + ")" if not s.supported else ""
+        )
+        return with_marks(s.text, s.citations) + flag
+
+    def to_text(self) -> str:
+        """Readable in a terminal: the answer, the numbered citations, the disclaimer."""
+        lines = []
+        if self.abstained:
+            lines += [INSUFFICIENT, f"Reason: {self.reason}", ""]
+            lines.append(f"Searched: {self.trace.query!r} ({self.trace.mode}, k={self.trace.k})")
+        else:
+            if self.verdict:
+                lines.append(f"Verdict: {self.verdict}")
+            lines.append(" ".join(self._sentence_text(s) for s in self.sentences))
+            if self.citations:
+                lines += ["", "Citations:"]
+                lines += [self._citation_line(c, markdown=False) for c in self.citations]
+                lines += ["", "Supporting quotes:"]
+                lines += [f'[{c.number}] "{c.quote}"' for c in self.citations]
+            if any(c.retracted for c in self.citations):
+                lines += ["", "WARNING: the answer cites RETRACTED articles (included on request)."]
+            if self.removed_citations:
+                lines += ["", f"Removed {len(self.removed_citations)} citation(s) that failed verification:"]
+                lines += [f"  {r.marker}: {r.reason}" for r in self.removed_citations]
+        lines += ["", self.disclaimer]
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        lines = [f"**Question:** {self.question}", ""]
+        if self.abstained:
+            lines += [f"**{INSUFFICIENT}**", "", f"_Reason:_ {self.reason}"]
+        else:
+            if self.verdict:
+                lines += [f"**Verdict:** {self.verdict}", ""]
+            lines.append(" ".join(self._sentence_text(s) for s in self.sentences))
+            if self.citations:
+                lines += ["", "**Citations**", ""]
+                lines += [
+                    f"{i}. " + self._citation_line(c, markdown=True)[len(f"[{c.number}] ") :]
+                    for i, c in ((c.number, c) for c in self.citations)
+                ]
+                lines += [""] + [f"> [{c.number}] {c.quote}" for c in self.citations]
+            if self.removed_citations:
+                lines += [
+                    "",
+                    f"_Removed {len(self.removed_citations)} citation(s) that failed verification._",
+                ]
+        lines += ["", f"_{self.disclaimer}_"]
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        if self.abstained:
+            body = f"<p><b>{esc(INSUFFICIENT)}</b></p><p><i>{esc(self.reason or '')}</i></p>"
+        else:
+            body = "<p>" + " ".join(esc(self._sentence_text(s)) for s in self.sentences) + "</p><ol>"
+            for c in self.citations:
+                badge = ' <b style="color:#b00">RETRACTED</b>' if c.retracted else ""
+                body += (
+                    f'<li value="{c.number}"><a href="{esc(c.url)}" target="_blank">{esc(c.title)}</a> '
+                    f"({esc(c.journal or '')}, {c.year or 'n.d.'}; {esc(c.evidence_level)}){badge}"
+                    f"<br><small>&ldquo;{esc(c.quote)}&rdquo;</small></li>"
+                )
+            body += "</ol>"
+        return f"<div>{body}<p><small><i>{esc(self.disclaimer)}</i></small></p></div>"

@@ -1,0 +1,262 @@
+"""The answer pipeline: retrieve → (abstain?) → generate → verify → ``Answer``.
+
+``Answerer`` holds one library's searcher, embedder and generator so that many questions (a batch job, the
+HTTP API) share them; ``ask()`` is the one-call form. Question text is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from indexes.hit import Filters, Hit
+from indexes.search import MODES, Searcher
+from ingest.errors import InputError
+from ingest.settings import Settings, get_settings
+from ingest.store import Store
+from rag.answer import INSUFFICIENT, Answer, AnswerSentence, Trace, with_marks
+from rag.generators import Draft, Evidence, GenerationError, Source, make_generator
+from rag.sentences import SourceSentence, article_sentences, split_sentences
+from rag.verify import verify
+
+log = logging.getLogger("medlit.ask")
+
+MAX_ANSWER_K = 100
+
+
+class Answerer:
+    """Answers questions from one library. Not thread-safe: give each thread its own (they are cheap once
+    the embedder is shared through ``embedder=``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        generator: Any = None,
+        embedder: Any = None,
+        searcher: Searcher | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.searcher = searcher or Searcher(store, settings, embedder=embedder)
+        self.generator = generator if generator is not None else make_generator(None, settings.answer)
+
+    @property
+    def embedder(self) -> Any:
+        return self.searcher.dense.embedder
+
+    def retrieve(
+        self, question: str, *, k: int | None = None, filters: Filters | None = None, mode: str | None = None
+    ) -> tuple[list[Hit], Evidence | None, Trace]:
+        cfg = self.settings.answer
+        k = cfg.k if k is None else k
+        mode = mode or cfg.mode
+        if not isinstance(k, int) or not 1 <= k <= MAX_ANSWER_K:
+            raise InputError(f"k must be between 1 and {MAX_ANSWER_K} (got {k})")
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
+        filters = filters or Filters()
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        hits = self.searcher.search(question, k, filters, mode)
+        timings["search"] = (time.perf_counter() - started) * 1000
+        trace = Trace(
+            query=question,
+            mode=mode,
+            k=k,
+            filters=filters.to_dict(),
+            hits=len(hits),
+            retrieved=[h.pmid for h in hits],
+            threshold=cfg.abstain_threshold,
+            timings_ms=timings,
+        )
+        if not hits:
+            return hits, None, trace
+        started = time.perf_counter()
+        evidence = self._evidence(question, hits)
+        timings["embed_sentences"] = (time.perf_counter() - started) * 1000
+        usable = [i for i, s in enumerate(evidence.sentences) if not s.instruction_like]
+        if usable:
+            trace.relevance = float(np.max(evidence.vectors[usable] @ evidence.question_vector))
+        return hits, evidence, trace
+
+    def _evidence(self, question: str, hits: list[Hit]) -> Evidence:
+        articles = self.store.get_many(h.pmid for h in hits)
+        sources: list[Source] = []
+        sentences: list[SourceSentence] = []
+        for hit in hits:
+            article = articles.get(hit.pmid)
+            if article is None:
+                continue
+            own = article_sentences(article)
+            sources.append(
+                Source(
+                    number=len(sources) + 1,
+                    pmid=hit.pmid,
+                    title=article.title,
+                    journal=article.journal_iso or article.journal,
+                    year=article.year,
+                    publication_types=list(article.publication_types),
+                    rank=hit.rank,
+                    sentences=own,
+                    mesh=[m.descriptor for m in article.mesh],
+                    retracted=article.retracted,
+                    doi=article.doi,
+                )
+            )
+            sentences.extend(own)
+        embedder = self.embedder
+        vectors = (
+            embedder.embed_documents([s.text for s in sentences])
+            if sentences
+            else np.zeros((0, 1), dtype=np.float32)
+        )
+        return Evidence(
+            question=question,
+            sources=sources,
+            sentences=sentences,
+            vectors=np.asarray(vectors, dtype=np.float32),
+            question_vector=np.asarray(embedder.embed_query(question), dtype=np.float32),
+        )
+
+    def ask(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: Filters | None = None,
+        mode: str | None = None,
+        on_sentence: Callable[[AnswerSentence], None] | None = None,
+    ) -> Answer:
+        """Answer ``question`` from the library, with citations verified against what was retrieved."""
+        _hits, evidence, trace = self.retrieve(question, k=k, filters=filters, mode=mode)
+        name = self.generator.name
+        if evidence is None or not evidence.sources:
+            return _abstain(question, trace, name, _nothing_found(trace))
+        if trace.relevance is None or trace.relevance < self.settings.answer.abstain_threshold:
+            return _abstain(
+                question,
+                trace,
+                name,
+                f"no retrieved article is close enough to the question (best similarity "
+                f"{trace.relevance or 0:.2f} < {self.settings.answer.abstain_threshold:.2f})",
+            )
+        started = time.perf_counter()
+        draft = self._draft(evidence)
+        trace.timings_ms["generate"] = (time.perf_counter() - started) * 1000
+        if draft.insufficient:
+            return _abstain(question, trace, name, "the generator found the retrieved evidence insufficient")
+        started = time.perf_counter()
+        checked = verify(draft, evidence, self.embedder, self.settings.answer.support_threshold)
+        trace.timings_ms["verify"] = (time.perf_counter() - started) * 1000
+        supported = [s for s in checked.sentences if s.supported]
+        if not supported:
+            answer = _abstain(
+                question,
+                trace,
+                name,
+                "no sentence of the generated answer is supported by a retrieved abstract",
+            )
+            answer.removed_citations = checked.removed
+            answer.sentences = checked.sentences
+            return answer
+        if on_sentence is not None:
+            for sentence in checked.sentences:
+                on_sentence(sentence)
+        text = " ".join(with_marks(s.text, s.citations) for s in checked.sentences)
+        return Answer(
+            question=question,
+            text=text,
+            sentences=checked.sentences,
+            citations=sorted(checked.citations, key=lambda c: c.number),
+            trace=trace,
+            generator=name,
+            verdict=draft.verdict,
+            removed_citations=checked.removed,
+        )
+
+    def _draft(self, evidence: Evidence) -> Draft:
+        draft = self.generator.generate(evidence)
+        if not isinstance(draft, Draft):
+            raise GenerationError(
+                f"generator {self.generator.name} returned {type(draft).__name__}, not a Draft"
+            )
+        return draft
+
+    def stream(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: Filters | None = None,
+        mode: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Events for a live view: ``retrieved`` (the trace), then ``sentence`` for each verified sentence,
+        then ``answer`` (the whole verified answer) — or ``error``. Nothing unverified is ever sent."""
+        try:
+            answer = self.ask(question, k=k, filters=filters, mode=mode)
+        except GenerationError as exc:
+            yield {"event": "error", "data": {"message": str(exc)}}
+            return
+        yield {"event": "retrieved", "data": answer.trace.to_dict()}
+        for sentence in answer.sentences:
+            yield {"event": "sentence", "data": sentence.to_dict()}
+        yield {"event": "answer", "data": answer.to_dict()}
+
+
+def _nothing_found(trace: Trace) -> str:
+    if any(v for key, v in trace.filters.items() if key != "include_retracted"):
+        return "no article in the library passes the filters and matches the question"
+    return "no article in the library matches the question"
+
+
+def _abstain(question: str, trace: Trace, generator: str, reason: str) -> Answer:
+    return Answer(
+        question=question,
+        text=INSUFFICIENT,
+        sentences=[],
+        citations=[],
+        trace=trace,
+        generator=generator,
+        abstained=True,
+        reason=reason,
+    )
+
+
+def ask(
+    question: str,
+    filters: Filters | None = None,
+    k: int | None = None,
+    generator: Any = None,
+    *,
+    mode: str | None = None,
+    live: bool = False,
+    settings: Settings | None = None,
+) -> Answer:
+    """Answer a question from the library of ``settings`` (default: the environment's) in one call.
+
+    ``generator`` is a generator object or a name (extractive, openai, local); ``live=True`` first fetches the
+    newest matching PubMed records (only the question's medical terms leave the machine).
+    """
+    settings = settings or get_settings()
+    with Store.open(settings) as store:
+        if isinstance(generator, str) or generator is None:
+            generator = make_generator(generator, settings.answer)
+        answerer = Answerer(store, settings, generator=generator)
+        live_report = None
+        if live:
+            from rag.live import refresh_from_pubmed
+
+            live_report = refresh_from_pubmed(question, store, settings, embedder=answerer.embedder)
+        answer = answerer.ask(question, k=k, filters=filters, mode=mode)
+        if live_report is not None:
+            answer.trace.live = live_report
+        return answer
+
+
+__all__ = ["Answer", "Answerer", "ask", "split_sentences"]

@@ -1,0 +1,150 @@
+"""Sentences: splitting abstracts and answers, and spotting text that tries to instruct a model.
+
+The splitter is rule-based and tuned for biomedical prose: it does not split after "e.g.", "vs.",
+"et al.", "Fig.", initials or inside numbers ("p < 0.05", "1.5 mg"), and keeps the abstract section a
+sentence came from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ingest.article import Article
+
+_ABBREVIATIONS = frozenset(
+    """e.g i.e vs etc al fig figs eq ref refs approx ca cf dr mr mrs ms prof no nos vol pp st sp spp resp
+    incl jan feb mar apr jun jul aug sep sept oct nov dec min max mo yr yrs wk wks hr hrs inc ltd co corp
+    u.s u.k""".split()  # noqa: SIM905
+)
+# A boundary: end punctuation (maybe closing quotes/brackets), whitespace, then a sentence start.
+_BOUNDARY = re.compile(r"""([.!?])(["'”’)\]]*)\s+(?=["'“‘(\[]?[A-Z0-9])""")
+_LAST_WORD = re.compile(r"(\S+)$")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text`` in order; whitespace normalised, nothing else changed."""
+    text = " ".join(text.split())
+    if not text:
+        return []
+    sentences: list[str] = []
+    start = 0
+    for match in _BOUNDARY.finditer(text):
+        end = match.end(2)
+        candidate = text[start:end]
+        word = _LAST_WORD.search(candidate[: match.start(1) - start])
+        last = word.group(1).lower().rstrip(".") if word else ""
+        if match.group(1) == "." and (last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha())):
+            continue  # "et al. Smith", "J. Smith": not a boundary
+        sentences.append(candidate.strip())
+        start = match.end()
+    tail = text[start:].strip()
+    if tail:
+        sentences.append(tail)
+    return sentences
+
+
+@dataclass(slots=True)
+class SourceSentence:
+    """One sentence of a retrieved abstract (or its title), with where it came from."""
+
+    pmid: int
+    position: int  # 0 = title, then abstract sentences in order
+    text: str
+    label: str | None = None  # the abstract section's label ("CONCLUSIONS"), when structured
+    category: str | None = None  # NLM category (BACKGROUND, OBJECTIVE, METHODS, RESULTS, CONCLUSIONS)
+    instruction_like: bool = False  # looks like text addressed to a model: never used as evidence
+
+    @property
+    def is_conclusion(self) -> bool:
+        names = f"{self.label or ''} {self.category or ''}".upper()
+        return "CONCLUS" in names or "INTERPRETATION" in names or "IMPLICATION" in names
+
+
+def article_sentences(article: Article) -> list[SourceSentence]:
+    """The title and every abstract sentence; sentences in the last section of an unstructured abstract
+    are not marked as conclusions (there is no label to trust)."""
+    out: list[SourceSentence] = []
+    if article.title.strip():
+        out.append(_source(article.pmid, 0, article.title, None, None))
+    for section in article.abstract_sections:
+        for sentence in split_sentences(section.text):
+            out.append(_source(article.pmid, len(out) + 1, sentence, section.label, section.category))
+    return out
+
+
+def _source(pmid: int, position: int, text: str, label: str | None, category: str | None) -> SourceSentence:
+    text = " ".join(text.split())
+    return SourceSentence(
+        pmid, position, text, label, category, instruction_like=looks_like_instruction(text)
+    )
+
+
+# Phrases that address a language model rather than report research. A sentence that matches is kept out of
+# the evidence (never quoted, never counted as support) whatever generator runs.
+_INSTRUCTION = re.compile(
+    r"""\b(?:
+        (?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+|the\s+)?(?:previous|prior|above|earlier|preceding|other)\s+
+            (?:instructions?|prompts?|messages?|context|rules|directions)
+      | (?:system|developer)\s+prompt
+      | you\s+are\s+now\b
+      | (?:as\s+an?\s+)?(?:ai|language\s+model|assistant|chatbot)\s*[,:]?\s+(?:you\s+)?(?:must|should|will)\b
+      | (?:new|updated)\s+instructions?\s*:
+      | do\s+not\s+(?:cite|mention)\s+(?:any\s+)?other
+      | (?:always|only)\s+(?:answer|respond|reply|say)\b
+      | respond\s+(?:only\s+)?with\b
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def looks_like_instruction(text: str) -> bool:
+    return bool(_INSTRUCTION.search(text))
+
+
+_CITATION_GROUP = re.compile(r"\[(?:\s*(?:PMID\s*:?\s*)?\d+\s*(?:[,;–-]\s*(?:PMID\s*:?\s*)?\d+\s*)*)\]", re.I)
+_PMID_MENTION = re.compile(r"\bPMID\s*:?\s*(\d{1,9})\b", re.I)
+
+
+@dataclass(slots=True)
+class Marker:
+    """One citation as written: a source number ``[2]`` or a PMID ``[PMID: 123]``."""
+
+    raw: str
+    number: int | None = None
+    pmid: int | None = None
+
+
+def citation_markers(sentence: str) -> tuple[str, list[Marker]]:
+    """The sentence without its citation markers, and the markers in order. Ranges "[1-3]" expand."""
+    markers: list[Marker] = []
+    for group in _CITATION_GROUP.finditer(sentence):
+        inner = group.group(0)[1:-1]
+        for part in re.split(r"[,;]", inner):
+            part = part.strip()
+            if not part:
+                continue
+            pmid = _PMID_MENTION.match(part)
+            if pmid:
+                markers.append(Marker(raw=part, pmid=int(pmid.group(1))))
+                continue
+            bounds = re.split(r"\s*[–-]\s*", part)
+            if len(bounds) == 2 and bounds[0].isdigit() and bounds[1].isdigit():
+                lo, hi = int(bounds[0]), int(bounds[1])
+                if 0 < hi - lo < 20:
+                    markers.extend(Marker(raw=part, number=n) for n in range(lo, hi + 1))
+                    continue
+            markers.append(Marker(raw=part, number=int(bounds[0]) if bounds[0].isdigit() else None))
+    # "(PMID: 123)" or "PMID 123" outside brackets counts too
+    stripped = _CITATION_GROUP.sub("", sentence)
+    for mention in _PMID_MENTION.finditer(stripped):
+        markers.append(Marker(raw=mention.group(0), pmid=int(mention.group(1))))
+    stripped = _PMID_MENTION.sub("", stripped)
+    stripped = re.sub(r"\(\s*[,;]?\s*\)", "", stripped)
+    stripped = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(stripped.split()))
+    return stripped.strip(), markers
+
+
+def join_texts(parts: Iterable[str]) -> str:
+    return " ".join(p.strip() for p in parts if p.strip())
