@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import queue
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -120,8 +122,25 @@ def _prepared_batches(
         yield [prepare(r) if isinstance(r, Article) else r for r in batch]
 
 
+def _exit_with_parent() -> None:
+    """End this child process as soon as its parent is gone (killed: SIGKILL, the OOM killer).
+
+    Otherwise it would wait forever on a full queue, or on flushing it at exit, that nobody reads.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent's end of the spawn pipe closes, i.e. when it exits
+        os._exit(0)
+
+    threading.Thread(target=watch, name="medlit-parent-watch", daemon=True).start()
+
+
 def _parse_worker(path: str, skip: int, batch_size: int, out: Any) -> None:
     """Runs in a child process: parse and prepare batches, hand them to the writer through a queue."""
+    _exit_with_parent()
     try:
         for batch in _prepared_batches(path, skip, batch_size):
             out.put(("batch", batch))
