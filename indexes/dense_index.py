@@ -243,6 +243,10 @@ class DenseIndex:
         pending_add: list[tuple[int, str, int]] = []
         pending_remove = list(remove)
         every = self.settings.index.checkpoint_every
+        if rebuild and self.manifest() is not None:
+            # the index in service stays in service until the new one is whole: no partial checkpoint
+            # replaces it (killed midway, a rebuild starts over; a first build resumes from its checkpoints)
+            every = len(add) + 1
         batch_pmids: list[int] = []
         batch_texts: list[str] = []
         batch_meta: list[tuple[int, str, int]] = []
