@@ -134,6 +134,7 @@ class DenseIndex:
         self.settings = settings
         self._embedder = embedder
         self._loaded: Any = None
+        self._loaded_file: str | None = None
         self._passage_counts: dict[int, int] | None = None
 
     # ----- parts -----------------------------------------------------------------------------------
@@ -160,12 +161,15 @@ class DenseIndex:
         return self.settings.index_dir / file
 
     def load(self) -> Any:
-        """The verified vector index; LibraryError when there is none or it does not match its manifest."""
-        if self._loaded is not None:
-            return self._loaded
+        """The verified vector index; LibraryError when there is none or it does not match its manifest.
+
+        Reloaded when the library names a newer index file (another process updated it), so a long-running
+        server never serves an index older than the library's manifest."""
         from indexes.vector_index import VectorIndex
 
         manifest = self.manifest()
+        if self._loaded is not None and manifest is not None and manifest.file == self._loaded_file:
+            return self._loaded
         if manifest is None:
             raise LibraryError("the library has no dense index yet: run `medlit index build`")
         if self._embedder is not None and self._embedder.name != manifest.model:
@@ -174,6 +178,7 @@ class DenseIndex:
                 f"{self._embedder.name!r}: run `medlit index build` (or configure the index's model)"
             )
         self._loaded = VectorIndex.load(self._path(manifest.file), expected=manifest)
+        self._loaded_file = manifest.file
         return self._loaded
 
     def _embeddable(self) -> dict[int, str]:
@@ -279,7 +284,7 @@ class DenseIndex:
                 pending_add, pending_remove = [], []
                 report.checkpoints += 1
         flush()
-        self._commit(vindex, pending_add, pending_remove, current_file, rebuild)
+        self._loaded_file = self._commit(vindex, pending_add, pending_remove, current_file, rebuild)
         report.checkpoints += 1
         report.vectors = len(vindex)
         report.count = len(self._entries())

@@ -6,6 +6,7 @@ MRR@k, averaged over questions, and the median latency of one search.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
@@ -112,7 +113,6 @@ def evaluate_retrieval(
     """Build a throwaway library from ``corpus`` (one JSONL file or several, + distractor PubMed files),
     then yield one result per (question file, mode). ``workdir`` keeps the library there instead."""
     from indexes.dense_index import embedder_from_settings
-    from ingest.run import ingest_files, ingest_jsonl
 
     settings = settings or get_settings()
     corpora = [Path(corpus)] if isinstance(corpus, str | Path) else [Path(c) for c in corpus]
@@ -122,6 +122,36 @@ def evaluate_retrieval(
     question_sets = [(Path(path), read_questions(path)) for path in question_files]
     if embedder is None and any(mode != "bm25" for mode in modes):
         embedder = embedder_from_settings(settings)
+    with eval_library(
+        corpora,
+        distractors,
+        settings,
+        embedder,
+        workdir,
+        progress,
+        dense=any(mode != "bm25" for mode in modes),
+    ) as searcher:
+        for path, questions in question_sets:
+            for mode in modes:
+                result = evaluate(searcher, questions, mode, k)
+                yield {"questions": str(path), **result}
+
+
+@contextlib.contextmanager
+def eval_library(
+    corpora: Sequence[Path],
+    distractors: Sequence[str | Path],
+    settings: Settings,
+    embedder: Any,
+    workdir: str | Path | None,
+    progress: bool,
+    *,
+    dense: bool = True,
+) -> Iterator[Searcher]:
+    """A library of the corpora (+ distractor PubMed files), indexed, in ``workdir`` or a temporary directory
+    removed afterwards; yields its ``Searcher`` (``searcher.store``, ``searcher.settings``)."""
+    from ingest.run import ingest_files, ingest_jsonl
+
     with tempfile.TemporaryDirectory(prefix="medlit-eval-") as tmp:
         home = Path(workdir) if workdir is not None else Path(tmp)
         local = settings.model_copy(update={"home": home})
@@ -133,13 +163,10 @@ def evaluate_retrieval(
                 _say(progress, f"ingesting {len(distractors)} distractor file(s)")
                 ingest_files(store, distractors, progress=progress)
             searcher = Searcher(store, local, embedder=embedder)
-            if any(mode != "bm25" for mode in modes):
-                _say(progress, f"embedding {store.count():,} articles with {embedder.name}")
+            if dense:
+                _say(progress, f"embedding {store.count():,} articles with {searcher.dense.embedder.name}")
                 searcher.dense.update(progress=progress)  # incremental when --keep reuses a library
-            for path, questions in question_sets:
-                for mode in modes:
-                    result = evaluate(searcher, questions, mode, k)
-                    yield {"questions": str(path), **result}
+            yield searcher
 
 
 def _say(enabled: bool, message: str) -> None:

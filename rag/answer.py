@@ -165,11 +165,13 @@ class Answer:
 
     def _citation_line(self, c: Citation, markdown: bool) -> str:
         flag = "RETRACTED - " if c.retracted else ""
-        where = ", ".join(str(p) for p in (c.journal, c.year) if p)
-        title = f"[{c.title}]({c.url})" if markdown else c.title
+        year = str(c.year) if c.year else "year unknown"
+        where = "; ".join(p for p in (c.journal, year, c.evidence_level) if p)
+        shown = c.title or f"PMID {c.pmid} (untitled)"
+        title = f"[{shown}]({c.url})" if markdown else shown
         link = "" if markdown else f"  {c.url}"
         bold = "**" if markdown and c.retracted else ""
-        return f"[{c.number}] {bold}{flag}{bold}{title} ({where}; {c.evidence_level}) PMID {c.pmid}{link}"
+        return f"[{c.number}] {bold}{flag}{bold}{title} ({where}) PMID {c.pmid}{link}"
 
     def _sentence_text(self, s: AnswerSentence) -> str:
         flag = (
@@ -235,8 +237,9 @@ class Answer:
             for c in self.citations:
                 badge = ' <b style="color:#b00">RETRACTED</b>' if c.retracted else ""
                 body += (
-                    f'<li value="{c.number}"><a href="{esc(c.url)}" target="_blank">{esc(c.title)}</a> '
-                    f"({esc(c.journal or '')}, {c.year or 'n.d.'}; {esc(c.evidence_level)}){badge}"
+                    f'<li value="{c.number}"><a href="{esc(c.url)}" target="_blank">'
+                    f"{esc(c.title or f'PMID {c.pmid}')}</a> "
+                    f"({esc(c.journal or '')} {c.year or 'year unknown'}; {esc(c.evidence_level)}){badge}"
                     f"<br><small>&ldquo;{esc(c.quote)}&rdquo;</small></li>"
                 )
             body += "</ol>"

@@ -20,7 +20,7 @@ from ingest.settings import Settings, get_settings
 from ingest.store import Store
 from rag.answer import INSUFFICIENT, Answer, AnswerSentence, Trace, with_marks
 from rag.generators import Draft, Evidence, GenerationError, Source, make_generator
-from rag.sentences import SourceSentence, article_sentences, split_sentences
+from rag.sentences import SourceSentence, article_sentences
 from rag.verify import verify
 
 log = logging.getLogger("medlit.ask")
@@ -240,23 +240,10 @@ def ask(
 ) -> Answer:
     """Answer a question from the library of ``settings`` (default: the environment's) in one call.
 
-    ``generator`` is a generator object or a name (extractive, openai, local); ``live=True`` first fetches the
-    newest matching PubMed records (only the question's medical terms leave the machine).
+    ``generator`` is a generator object or a name (extractive, openai, local); ``live=True`` first fetches
+    the newest matching PubMed records (only the question's medical terms leave the machine).
     """
-    settings = settings or get_settings()
-    with Store.open(settings) as store:
-        if isinstance(generator, str) or generator is None:
-            generator = make_generator(generator, settings.answer)
-        answerer = Answerer(store, settings, generator=generator)
-        live_report = None
-        if live:
-            from rag.live import refresh_from_pubmed
+    from rag.library import Library
 
-            live_report = refresh_from_pubmed(question, store, settings, embedder=answerer.embedder)
-        answer = answerer.ask(question, k=k, filters=filters, mode=mode)
-        if live_report is not None:
-            answer.trace.live = live_report
-        return answer
-
-
-__all__ = ["Answer", "Answerer", "ask", "split_sentences"]
+    with Library(settings=settings or get_settings()) as library:
+        return library.ask(question, filters=filters, k=k, generator=generator, mode=mode, live=live)

@@ -309,6 +309,38 @@ def index_info(obj: _Context, as_json: bool) -> None:
         click.echo(f"{key}: {value}")
 
 
+def filter_options(fn: F) -> F:
+    """--year, --type, --mesh, --language, --include-retracted: the filters every search mode honours."""
+    options = [
+        click.option("--year", default=None, help="Publication years: 2015:2024, 2015:, :2024 or 2020."),
+        click.option(
+            "--type", "types", multiple=True, help='Publication type, e.g. "Randomized Controlled Trial".'
+        ),
+        click.option(
+            "--mesh", multiple=True, help='MeSH descriptor, e.g. "Diabetes Mellitus, Type 2" (repeatable).'
+        ),
+        click.option("--language", multiple=True, help="Language code, e.g. eng (repeatable)."),
+        click.option(
+            "--include-retracted", is_flag=True, help="Also use retracted articles (flagged loudly)."
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _filters(
+    year: str | None,
+    types: tuple[str, ...],
+    mesh: tuple[str, ...],
+    language: tuple[str, ...],
+    include_retracted: bool,
+) -> Any:
+    from rag.library import make_filters
+
+    return make_filters(year, types, mesh, language, include_retracted)
+
+
 @cli.command("search")
 @click.argument("question")
 @click.option("-k", type=int, default=10, show_default=True, help="How many articles.")
@@ -319,39 +351,15 @@ def index_info(obj: _Context, as_json: bool) -> None:
     show_default=True,
     help="Dense (embeddings), BM25 (words) or both fused.",
 )
-@click.option("--year", default=None, help="Publication years: 2015:2024, 2015:, :2024 or 2020.")
-@click.option("--type", "types", multiple=True, help='Publication type, e.g. "Randomized Controlled Trial".')
-@click.option("--mesh", multiple=True, help='MeSH descriptor, e.g. "Diabetes Mellitus, Type 2" (repeatable).')
-@click.option("--language", multiple=True, help="Language code, e.g. eng (repeatable).")
-@click.option("--include-retracted", is_flag=True, help="Also return retracted articles (flagged).")
+@filter_options
 @json_option
 @pass_context
 @_fail_cleanly
-def search_cmd(
-    obj: _Context,
-    question: str,
-    k: int,
-    mode: str,
-    year: str | None,
-    types: tuple[str, ...],
-    mesh: tuple[str, ...],
-    language: tuple[str, ...],
-    include_retracted: bool,
-    as_json: bool,
-) -> None:
+def search_cmd(obj: _Context, question: str, k: int, mode: str, as_json: bool, **filter_args: Any) -> None:
     """Search the library for a question; prints the best articles with where their rank came from."""
-    from indexes.hit import Filters
     from indexes.search import Searcher
 
-    year_min, year_max = Filters.parse_years(year)
-    filters = Filters(
-        year_min=year_min,
-        year_max=year_max,
-        publication_types=list(types),
-        mesh=list(mesh),
-        languages=list(language),
-        include_retracted=include_retracted,
-    )
+    filters = _filters(**filter_args)
     with obj.store() as store:
         hits = Searcher(store, obj.settings).search(question, k, filters, mode)
     if as_json:
@@ -366,6 +374,64 @@ def search_cmd(
         if hit.publication_types:
             click.echo(f"    {'; '.join(hit.publication_types)}")
         click.echo(f"    {hit.url}  score {hit.score:.4f}")
+
+
+@cli.command("ask")
+@click.argument("question")
+@click.option("-k", type=int, default=None, help="Articles retrieved as evidence (default 10).")
+@click.option(
+    "--mode", type=click.Choice(["hybrid", "dense", "bm25"]), default=None, help="Retrieval mode (hybrid)."
+)
+@filter_options
+@click.option(
+    "--generator",
+    type=click.Choice(["extractive", "openai", "local"]),
+    default=None,
+    help="Who writes the answer: extractive (default, no model), openai (any OpenAI-compatible server: "
+    "MEDLIT_ANSWER__BASE_URL, MEDLIT_ANSWER__MODEL, OPENAI_API_KEY) or local (MEDLIT_ANSWER__LOCAL_MODEL).",
+)
+@click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1.")
+@click.option("--model", default=None, help="Model name on that server.")
+@click.option(
+    "--live", is_flag=True, help="First fetch the newest matching PubMed records (medical terms only)."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", help="Output format."
+)
+@json_option
+@pass_context
+@_fail_cleanly
+def ask_cmd(
+    obj: _Context,
+    question: str,
+    k: int | None,
+    mode: str | None,
+    generator: str | None,
+    base_url: str | None,
+    model: str | None,
+    live: bool,
+    fmt: str,
+    as_json: bool,
+    **filter_args: Any,
+) -> None:
+    """Answer a question from the library: every sentence cites retrieved articles, verified by code, or
+    an honest "the evidence found is insufficient"."""
+    from rag.library import Library
+
+    settings = obj.settings
+    updates = {key: value for key, value in (("base_url", base_url), ("model", model)) if value}
+    if updates:
+        settings = settings.model_copy(update={"answer": settings.answer.model_copy(update=updates)})
+    with Library(settings=settings) as library:
+        answer = library.ask(
+            question, k=k, mode=mode, generator=generator, live=live, filters=_filters(**filter_args)
+        )
+    if as_json or fmt == "json":
+        click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
+    elif fmt == "markdown":
+        click.echo(answer.to_markdown())
+    else:
+        click.echo(answer.to_text())
 
 
 # ----- evaluation --------------------------------------------------------------------------------
@@ -437,6 +503,75 @@ def eval_retrieval(
         distractors=distractors,
         settings=obj.settings,
         k=k,
+        progress=not quiet,
+        workdir=keep,
+    )
+    for result in results:
+        click.echo(json.dumps(result))
+
+
+@eval_group.command("answers")
+@click.option(
+    "--corpus",
+    "corpora",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="JSONL corpus to answer from (repeatable).",
+)
+@click.option(
+    "--questions",
+    "question_files",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="JSONL with question, relevant_pmids and, for yes/no sets, answer or exact_answer (repeatable).",
+)
+@click.option(
+    "--generator",
+    type=click.Choice(["extractive", "openai", "local"]),
+    default=None,
+    help="Answer generator.",
+)
+@click.option(
+    "--distractors", multiple=True, type=click.Path(path_type=Path), help="PubMed XML distractor files."
+)
+@click.option(
+    "--limit", type=click.IntRange(1), default=None, help="Only the first N questions of each file."
+)
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Build the library in this directory and keep it (default: a temporary one).",
+)
+@json_option
+@quiet_option
+@pass_context
+@_fail_cleanly
+def eval_answers(
+    obj: _Context,
+    corpora: tuple[Path, ...],
+    question_files: tuple[Path, ...],
+    generator: str | None,
+    distractors: tuple[Path, ...],
+    limit: int | None,
+    keep: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Answer every question against a throwaway library and print, per question file, the share of
+    citations inside the retrieved set, of supported sentences, the abstention rate and (when the
+    generator gives verdicts) yes/no/maybe accuracy, as JSON lines."""
+    from rag.evaluation import evaluate_answers
+
+    results = evaluate_answers(
+        list(corpora),
+        question_files,
+        generator=generator,
+        distractors=distractors,
+        settings=obj.settings,
+        limit=limit,
         progress=not quiet,
         workdir=keep,
     )

@@ -125,6 +125,8 @@ class ExtractiveGenerator:
             words = len(sentence.text.split())
             if sentence.position == 0 or sentence.instruction_like or words < 6 or words > 90:
                 continue
+            if sentence.text.rstrip().endswith("?"):
+                continue  # the abstract's own question is not an answer
             if float(sims[i]) < self.min_similarity:
                 continue
             section = f"{sentence.label or ''} {sentence.category or ''}".upper()
@@ -137,6 +139,8 @@ class ExtractiveGenerator:
                 name in section for name in ("BACKGROUND", "INTRODUCTION", "METHOD", "OBJECTIVE", "AIM")
             ):
                 bonus -= 0.05
+            if _AIM.search(sentence.text):
+                bonus -= 0.12  # "we investigated whether...": says what was asked, not what was found
             bonus += 0.04 / ranks.get(sentence.pmid, 10)
             scored.append((i, float(sims[i]) + bonus))
         scored.sort(key=lambda item: -item[1])
@@ -170,6 +174,15 @@ class ExtractiveGenerator:
             DraftSentence(text=evidence.sentences[i].text, pmids=[evidence.sentences[i].pmid]) for i in chosen
         ]
         return Draft(text=" ".join(s.text for s in sentences), sentences=sentences)
+
+
+_AIM = re.compile(
+    r"\b(?:aim(?:s|ed)?\s+(?:of|to|at)|objectives?\s+(?:of|was|were|is)|purpose\s+of|we\s+(?:aimed|sought|"
+    r"investigated|evaluated|examined|assessed|studied|hypothesi[sz]ed)|this\s+study\s+(?:aims|aimed|was\s+"
+    r"designed|investigated|evaluated|examined|assessed)|^to\s+(?:evaluate|assess|determine|investigate|"
+    r"examine|compare|describe|explore|identify|clarify))\b",
+    re.IGNORECASE,
+)
 
 
 # ----- prompts for model generators -------------------------------------------------------------------------

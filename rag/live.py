@@ -41,14 +41,17 @@ _IDENTIFIERS = re.compile(
     r"""(?:
         [\w.+-]+@[\w-]+\.[\w.-]+                    # e-mail
       | https?://\S+                               # URL
-      | \+?\d[\d\s().-]{5,}\d                      # phone numbers, record numbers with separators
+      | \+?\(?\d[\d\s().-]{5,}\d                   # phone numbers, record numbers with separators
       | \b\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}\b         # dates
       | \b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{2,4}\b
-      | \b\w*\d\w*\b                               # anything with a digit (MRN 12345, A1234567)
+      | \b\d{1,2}(?:st|nd|rd|th)?\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?,?\s+\d{2,4}\b
+      | \b[A-Za-z]*\d{4,}[A-Za-z\d]*\b              # MRN 00482913, A1234567, years
     )""",
     re.IGNORECASE | re.VERBOSE,
 )
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
+# Numbers that are part of a medical term: "type 2 diabetes", "stage 3", "phase II", "grade 4".
+_QUALIFIED_NUMBER = re.compile(r"\b(type|stage|grade|phase|class)\s+(\d{1,2}|i{1,3}v?|iv|v)\b", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*[A-Za-z0-9]|[A-Za-z]")
 
 
 @dataclass(slots=True)
@@ -62,12 +65,21 @@ def medical_query(question: str, conn: sqlite3.Connection | None = None) -> Medi
     """The PubMed query made of the question's medical terms only."""
     text = _NAME_CUES.sub(" ", question)
     text = _IDENTIFIERS.sub(" ", text)
-    words = _WORD.findall(text)
-    total = len(_WORD.findall(question)) + len(re.findall(r"\d+", question))
+    text = _QUALIFIED_NUMBER.sub(lambda m: f"{m.group(1).lower()}_{m.group(2).lower()}", text)
+    words = _WORD.findall(text.replace("_", "UNDERSCORE"))
+    total = len(_WORD.findall(question))
     vocabulary = _Vocabulary(conn)
     terms: list[str] = []
-    for position, word in enumerate(words):
+    for position, raw in enumerate(words):
+        if "UNDERSCORE" in raw:  # "type 2": kept as a phrase, it qualifies the next term
+            phrase = f'"{raw.replace("UNDERSCORE", " ")}"'
+            if phrase not in terms:
+                terms.append(phrase)
+            continue
+        word = raw
         lower = word.lower().strip("'-")
+        if any(ch.isdigit() for ch in lower) and (lower.isdigit() or not vocabulary.knows(lower)):
+            continue  # bare numbers leave nothing useful; codes unknown to the literature may identify
         if len(lower) < 3 or (lower in _STOPWORDS and lower not in _ALWAYS):
             continue
         capitalised = word[0].isupper() and not word.isupper()
@@ -78,7 +90,9 @@ def medical_query(question: str, conn: sqlite3.Connection | None = None) -> Medi
             continue
         if lower not in terms:
             terms.append(lower)
-    if not terms:
+    while terms and terms[-1].startswith('"'):
+        terms.pop()  # a qualifier with nothing after it
+    if not [t for t in terms if not t.startswith('"')]:
         raise InputError("the question has no medical terms to search PubMed for")
     query = " AND ".join(terms[:8])
     return MedicalQuery(query=query, terms=terms[:8], dropped=max(0, total - len(terms[:8])))
