@@ -682,6 +682,69 @@ def runs(obj: _Context, limit: int, failures_of: int | None, as_json: bool) -> N
             )
 
 
+# ----- export ------------------------------------------------------------------------------------
+
+
+def _export_formats() -> list[str]:
+    from rag.export import FORMATS
+
+    return list(FORMATS)
+
+
+@cli.command("export")
+@click.argument("pmids", nargs=-1, type=click.IntRange(min=1))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_export_formats(), case_sensitive=False),
+    required=True,
+    help="ris (EndNote, Zotero, Mendeley), bibtex (LaTeX), nbib (PubMed's MEDLINE text) or csv.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of stdout.",
+)
+@click.option(
+    "--from-answer",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also export the articles cited by an answer saved with `medlit ask --json`.",
+)
+@pass_context
+@_fail_cleanly
+def export_cmd(
+    obj: _Context, pmids: tuple[int, ...], fmt: str, out: Path | None, from_answer: Path | None
+) -> None:
+    """Citations of library articles as RIS, BibTeX, MEDLINE/nbib or CSV; retracted articles are marked.
+
+    PMIDs missing from the library are named in one error and nothing is written.
+    """
+    from ingest.errors import InputError
+    from rag.export import export, load_articles, pmids_from_answer
+
+    wanted = list(pmids)
+    if from_answer is not None:
+        cited = pmids_from_answer(from_answer)
+        if not cited and not wanted:
+            raise InputError(f"{from_answer}: the answer cites no articles: nothing to export")
+        wanted += cited
+    if not wanted:
+        raise click.UsageError("give the PMIDs to export, or --from-answer FILE.json")
+    with obj.store() as store:
+        articles = load_articles(store, wanted)
+    text = export(articles, fmt)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write it ({exc.strerror})") from None
+    click.echo(f"{len(articles)} citations written to {out}", err=True)
+
+
 def main() -> None:
     cli(prog_name="medlit")
 
