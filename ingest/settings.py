@@ -111,12 +111,12 @@ class AnswerSettings(BaseModel):
     mode: str = Field("hybrid", description="Search mode used to retrieve evidence: hybrid, dense or bm25.")
     max_sentences: int = Field(4, ge=1, le=20, description="Sentences in an extractive answer.")
     abstain_threshold: float = Field(
-        0.45,
+        0.54,
         description="Abstain when no retrieved sentence is at least this similar to the question (cosine, "
         "default model; calibrated on PubMedQA and BioASQ, see docs/answers.md).",
     )
     support_threshold: float = Field(
-        0.55,
+        0.75,
         description="An answer sentence is supported when a sentence of an abstract it cites is at least "
         "this similar (cosine, default model; calibrated on BioASQ, see docs/answers.md).",
     )
