@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import math
 import os
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -519,6 +520,12 @@ class VectorIndex:
                 os.fsync(handle.fileno())
             checksum = file_sha256(temp)
             os.replace(temp, path)
+        except (RuntimeError, OSError) as exc:  # FAISS reports a failed write as a RuntimeError
+            temp.unlink(missing_ok=True)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _last_reason(exc)
+            raise LibraryError(
+                f"cannot write the index file {path} ({reason}): the index in service is unchanged"
+            ) from None
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
@@ -639,6 +646,13 @@ def _spec_of(index: Any) -> IndexSpec | None:
     if isinstance(inner, faiss.IndexFlat) and inner.metric_type == faiss.METRIC_INNER_PRODUCT:
         return IndexSpec("flat", d)
     return None
+
+
+def _last_reason(exc: BaseException) -> str:
+    """The operating system's reason at the end of a FAISS message ("... (No space left on device)")."""
+    text = str(exc).strip()
+    match = re.search(r"\(([^()]+)\)\s*$", text)
+    return match.group(1) if match else (text.splitlines() or [type(exc).__name__])[-1][-200:]
 
 
 def file_sha256(path: Path) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,6 +98,51 @@ class _Stored:
     origin_rank: str | None
 
 
+# What SQLite's result codes (the primary code, the low byte) mean to the user, who can act on them.
+_SQLITE_TROUBLE = {
+    sqlite3.SQLITE_FULL: "the disk is full",
+    sqlite3.SQLITE_IOERR: "disk I/O error (a full disk, a file size limit or a failing disk)",
+    sqlite3.SQLITE_READONLY: "the library is read-only",
+    sqlite3.SQLITE_BUSY: "another process kept the library locked beyond the busy timeout",
+    sqlite3.SQLITE_LOCKED: "the library is locked",
+}
+
+
+class _LibraryConnection(sqlite3.Connection):
+    """A connection whose failures the user can act on (disk full, I/O, locked) become one LibraryError.
+
+    Such a failure rolls the statement (or the transaction) back, so the message says that what was
+    committed before is kept.
+    """
+
+    library = ""
+
+    def _trouble(self, exc: sqlite3.OperationalError) -> LibraryError | None:
+        what = _SQLITE_TROUBLE.get(getattr(exc, "sqlite_errorcode", -1) & 0xFF)
+        if what is None:
+            return None
+        detail = "" if str(exc) in what else f" ({exc})"
+        return LibraryError(
+            f"{self.library}: cannot use the library: {what}{detail}; what was committed is kept"
+        )
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if (error := self._trouble(exc)) is None:
+                raise
+            raise error from None
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if (error := self._trouble(exc)) is None:
+                raise
+            raise error from None
+
+
 class Store:
     """Open (creating and migrating if needed) the library database at ``path``."""
 
@@ -105,7 +150,13 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=busy_timeout_ms / 1000)
+            conn = sqlite3.connect(
+                str(self.path),
+                isolation_level=None,
+                timeout=busy_timeout_ms / 1000,
+                factory=_LibraryConnection,
+            )
+            conn.library = str(self.path)
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -140,10 +191,14 @@ class Store:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk, an I/O error); a failed COMMIT leaves the
+            # transaction open: either way the connection must not stay inside it
+            if self.conn.in_transaction:
+                with suppress(sqlite3.Error, LibraryError):
+                    self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
 
     # ----- reading -------------------------------------------------------------------------------
 
