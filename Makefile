@@ -35,7 +35,7 @@ demo: demo-data
 	$(MEDLIT) ingest files $(DEMO_FILES)
 	$(MEDLIT) stats
 	$(MEDLIT) index update
-	$(MEDLIT) search "$(DEMO_QUESTION)" -k 5
+	$(MEDLIT) ask "$(DEMO_QUESTION)"
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow and not gpu"

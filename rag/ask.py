@@ -15,13 +15,13 @@ import numpy as np
 
 from indexes.hit import Filters, Hit
 from indexes.search import MODES, Searcher
-from ingest.errors import InputError
+from ingest.errors import InputError, MedlitError
 from ingest.settings import Settings, get_settings
 from ingest.store import Store
-from rag.answer import INSUFFICIENT, Answer, AnswerSentence, Trace, with_marks
-from rag.generators import Draft, Evidence, GenerationError, Source, make_generator
+from rag.answer import INSUFFICIENT, Answer, AnswerSentence, Citation, Trace, with_marks
+from rag.generators import Draft, Evidence, GenerationError, Source, make_generator, parse_model_text
 from rag.sentences import SourceSentence, article_sentences
-from rag.verify import verify
+from rag.verify import Verifier, split_answer
 
 log = logging.getLogger("medlit.ask")
 
@@ -124,6 +124,22 @@ class Answerer:
             question_vector=np.asarray(embedder.embed_query(question), dtype=np.float32),
         )
 
+    def _precheck(self, question: str, trace: Trace, evidence: Evidence | None) -> Answer | None:
+        """The abstention that needs no generator: nothing retrieved, or nothing close enough."""
+        name = self.generator.name
+        if evidence is None or not evidence.sources:
+            return _abstain(question, trace, name, _nothing_found(trace))
+        threshold = self.settings.answer.abstain_threshold
+        if trace.relevance is None or trace.relevance < threshold:
+            return _abstain(
+                question,
+                trace,
+                name,
+                f"no retrieved article is close enough to the question (best similarity "
+                f"{trace.relevance or 0:.2f} < {threshold:.2f})",
+            )
+        return None
+
     def ask(
         self,
         question: str,
@@ -131,31 +147,35 @@ class Answerer:
         k: int | None = None,
         filters: Filters | None = None,
         mode: str | None = None,
-        on_sentence: Callable[[AnswerSentence], None] | None = None,
     ) -> Answer:
         """Answer ``question`` from the library, with citations verified against what was retrieved."""
         _hits, evidence, trace = self.retrieve(question, k=k, filters=filters, mode=mode)
-        name = self.generator.name
-        if evidence is None or not evidence.sources:
-            return _abstain(question, trace, name, _nothing_found(trace))
-        if trace.relevance is None or trace.relevance < self.settings.answer.abstain_threshold:
-            return _abstain(
-                question,
-                trace,
-                name,
-                f"no retrieved article is close enough to the question (best similarity "
-                f"{trace.relevance or 0:.2f} < {self.settings.answer.abstain_threshold:.2f})",
-            )
+        early = self._precheck(question, trace, evidence)
+        if early is not None or evidence is None:
+            return early  # type: ignore[return-value]
         started = time.perf_counter()
         draft = self._draft(evidence)
         trace.timings_ms["generate"] = (time.perf_counter() - started) * 1000
         if draft.insufficient:
-            return _abstain(question, trace, name, "the generator found the retrieved evidence insufficient")
+            return _abstain(
+                question,
+                trace,
+                self.generator.name,
+                "the generator found the retrieved evidence insufficient",
+            )
         started = time.perf_counter()
-        checked = verify(draft, evidence, self.embedder, self.settings.answer.support_threshold)
+        verifier = Verifier(evidence, self.embedder, self.settings.answer.support_threshold)
+        if draft.sentences is not None:
+            verifier.check(draft.sentences)
+        else:
+            verifier.check_text(draft.text)
         trace.timings_ms["verify"] = (time.perf_counter() - started) * 1000
-        supported = [s for s in checked.sentences if s.supported]
-        if not supported:
+        return self._finish(question, trace, verifier, draft.verdict)
+
+    def _finish(self, question: str, trace: Trace, verifier: Verifier, verdict: str | None) -> Answer:
+        checked = verifier.result()
+        name = self.generator.name
+        if not any(s.supported for s in checked.sentences):
             answer = _abstain(
                 question,
                 trace,
@@ -165,18 +185,14 @@ class Answerer:
             answer.removed_citations = checked.removed
             answer.sentences = checked.sentences
             return answer
-        if on_sentence is not None:
-            for sentence in checked.sentences:
-                on_sentence(sentence)
-        text = " ".join(with_marks(s.text, s.citations) for s in checked.sentences)
         return Answer(
             question=question,
-            text=text,
+            text=" ".join(with_marks(s.text, s.citations) for s in checked.sentences),
             sentences=checked.sentences,
             citations=sorted(checked.citations, key=lambda c: c.number),
             trace=trace,
             generator=name,
-            verdict=draft.verdict,
+            verdict=verdict,
             removed_citations=checked.removed,
         )
 
@@ -196,17 +212,80 @@ class Answerer:
         filters: Filters | None = None,
         mode: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Events for a live view: ``retrieved`` (the trace), then ``sentence`` for each verified sentence,
-        then ``answer`` (the whole verified answer) — or ``error``. Nothing unverified is ever sent."""
+        """Events for a live view: ``retrieved`` (the trace), ``sentence`` as each sentence of the answer is
+        written *and verified* (with the citations it introduces), then ``answer`` (the whole verified
+        answer) — or ``error``. Nothing unverified is ever sent: a model's text is held until a sentence is
+        complete, then checked like any other."""
         try:
-            answer = self.ask(question, k=k, filters=filters, mode=mode)
-        except GenerationError as exc:
-            yield {"event": "error", "data": {"message": str(exc)}}
+            _hits, evidence, trace = self.retrieve(question, k=k, filters=filters, mode=mode)
+            yield {"event": "retrieved", "data": trace.to_dict()}
+            early = self._precheck(question, trace, evidence)
+            if early is not None or evidence is None:
+                yield {"event": "answer", "data": early.to_dict() if early else {}}
+                return
+            stream = getattr(self.generator, "stream", None)
+            if stream is None:
+                answer = self.ask(question, k=k, filters=filters, mode=mode)
+                for sentence in answer.sentences:
+                    yield _sentence_event(sentence, answer.citations)
+                yield {"event": "answer", "data": answer.to_dict()}
+                return
+            yield from self._stream_model(question, trace, evidence, stream)
+        except MedlitError as exc:
+            yield {"event": "error", "data": {"message": str(exc), "kind": type(exc).__name__}}
+
+    def _stream_model(
+        self, question: str, trace: Trace, evidence: Evidence, stream: Callable[[Evidence], Iterator[str]]
+    ) -> Iterator[dict[str, Any]]:
+        verifier = Verifier(evidence, self.embedder, self.settings.answer.support_threshold)
+        started = time.perf_counter()
+        buffer, verdict, head_done = "", None, False
+        for chunk in stream(evidence):
+            buffer += chunk
+            if not head_done:
+                if "\n" not in buffer and len(buffer) < 40:
+                    continue  # a "Verdict: yes" line may still be arriving
+                head = parse_model_text(buffer)
+                verdict, head_done = head.verdict, True
+                if verdict is not None:
+                    buffer = head.text
+            pieces = split_answer(buffer)
+            if len(pieces) < 2:
+                continue
+            complete, buffer = " ".join(pieces[:-1]), pieces[-1]
+            for sentence in verifier.check_text(complete):
+                yield _sentence_event(
+                    sentence, [verifier.citation(p) for p in _new_pmids(verifier, sentence)]
+                )
+        tail = parse_model_text(buffer) if not head_done else None
+        if tail is not None:
+            verdict, buffer = tail.verdict, tail.text
+        if not verifier.sentences and parse_model_text(buffer).insufficient:
+            answer = _abstain(
+                question,
+                trace,
+                self.generator.name,
+                "the generator found the retrieved evidence insufficient",
+            )
+            yield {"event": "answer", "data": answer.to_dict()}
             return
-        yield {"event": "retrieved", "data": answer.trace.to_dict()}
-        for sentence in answer.sentences:
-            yield {"event": "sentence", "data": sentence.to_dict()}
-        yield {"event": "answer", "data": answer.to_dict()}
+        for sentence in verifier.check_text(buffer):
+            yield _sentence_event(sentence, [verifier.citation(p) for p in _new_pmids(verifier, sentence)])
+        trace.timings_ms["generate_and_verify"] = (time.perf_counter() - started) * 1000
+        yield {"event": "answer", "data": self._finish(question, trace, verifier, verdict).to_dict()}
+
+
+def _new_pmids(verifier: Verifier, sentence: AnswerSentence) -> list[int]:
+    by_number = {number: pmid for pmid, number in verifier.numbers.items()}
+    return [by_number[n] for n in sentence.citations]
+
+
+def _sentence_event(sentence: AnswerSentence, citations: list[Citation]) -> dict[str, Any]:
+    numbers = set(sentence.citations)
+    return {
+        "event": "sentence",
+        "data": {**sentence.to_dict(), "cited": [c.to_dict() for c in citations if c.number in numbers]},
+    }
 
 
 def _nothing_found(trace: Trace) -> str:

@@ -45,92 +45,123 @@ def split_answer(text: str) -> list[str]:
     return pieces
 
 
-def verify(draft: Draft, evidence: Evidence, embedder: object, support_threshold: float) -> Verified:
-    by_pmid = evidence.by_pmid()
-    removed: list[RemovedCitation] = []
-    drafts = draft.sentences if draft.sentences is not None else _parse(draft.text, evidence, removed)
-    drafts = [d for d in drafts if d.text.strip()]
+class Verifier:
+    """Checks answer sentences against one question's evidence, a few at a time (streaming) or all at once;
+    citation numbers, quotes and removals accumulate across calls."""
 
-    vectors = _embed(embedder, [d.text for d in drafts]) if drafts else np.zeros((0, 1), dtype=np.float32)
-    usable = np.array([not s.instruction_like for s in evidence.sentences], dtype=bool)
-    owner = np.array([s.pmid for s in evidence.sentences], dtype=np.int64)
+    def __init__(self, evidence: Evidence, embedder: object, support_threshold: float) -> None:
+        self.evidence = evidence
+        self.embedder = embedder
+        self.threshold = support_threshold
+        self.by_pmid = evidence.by_pmid()
+        self.usable = np.array([not s.instruction_like for s in evidence.sentences], dtype=bool)
+        self.owner = np.array([s.pmid for s in evidence.sentences], dtype=np.int64)
+        self.numbers: dict[int, int] = {}
+        self.quotes: dict[int, tuple[float, str]] = {}
+        self.removed: list[RemovedCitation] = []
+        self.sentences: list[AnswerSentence] = []
 
-    numbers: dict[int, int] = {}
-    quotes: dict[int, tuple[float, str]] = {}
-    out: list[AnswerSentence] = []
-    for index, (sentence, vector) in enumerate(zip(drafts, vectors, strict=True)):
+    def check_text(self, text: str) -> list[AnswerSentence]:
+        """Model text (with [n] / PMID markers) → verified sentences."""
+        start = len(self.sentences)
+        return self.check(_parse(text, self.evidence, self.removed, start))
+
+    def check(self, drafts: list[DraftSentence]) -> list[AnswerSentence]:
+        drafts = [d for d in drafts if d.text.strip()]
+        if not drafts:
+            return []
+        vectors = _embed(self.embedder, [d.text for d in drafts])
+        out = [
+            self._one(len(self.sentences) + i, d, v)
+            for i, (d, v) in enumerate(zip(drafts, vectors, strict=True))
+        ]
+        self.sentences.extend(out)
+        return out
+
+    def _one(self, index: int, sentence: DraftSentence, vector: np.ndarray) -> AnswerSentence:
         kept: list[int] = []
         best_support: float | None = None
         for pmid in dict.fromkeys(sentence.pmids):
-            if pmid not in by_pmid:  # only a structured draft can get here: model output is parsed above
-                removed.append(RemovedCitation(f"PMID {pmid}", "not among the retrieved articles", index))
+            if pmid not in self.by_pmid:  # only a structured draft gets here: model text is parsed first
+                self.removed.append(
+                    RemovedCitation(f"PMID {pmid}", "not among the retrieved articles", index)
+                )
                 continue
-            mask = usable & (owner == pmid)
+            mask = self.usable & (self.owner == pmid)
             if not mask.any():
-                removed.append(RemovedCitation(f"PMID {pmid}", "the article has no usable text", index))
+                self.removed.append(RemovedCitation(f"PMID {pmid}", "the article has no usable text", index))
                 continue
-            sims = evidence.vectors[mask] @ vector
+            sims = self.evidence.vectors[mask] @ vector
             best = int(np.argmax(sims))
             score = float(sims[best])
             best_support = score if best_support is None else max(best_support, score)
-            if score < support_threshold:
-                removed.append(
+            if score < self.threshold:
+                self.removed.append(
                     RemovedCitation(
-                        f"[{by_pmid[pmid].number}] PMID {pmid}",
+                        f"[{self.by_pmid[pmid].number}] PMID {pmid}",
                         f"its abstract does not support the sentence (similarity {score:.2f} < "
-                        f"{support_threshold:.2f})",
+                        f"{self.threshold:.2f})",
                         index,
                     )
                 )
                 continue
             kept.append(pmid)
-            quote = [s for s, m in zip(evidence.sentences, mask, strict=True) if m][best].text
-            if pmid not in quotes or score > quotes[pmid][0]:
-                quotes[pmid] = (score, quote)
+            quote = [s for s, m in zip(self.evidence.sentences, mask, strict=True) if m][best].text
+            if pmid not in self.quotes or score > self.quotes[pmid][0]:
+                self.quotes[pmid] = (score, quote)
         for pmid in kept:
-            numbers.setdefault(pmid, len(numbers) + 1)
-        supported = bool(kept)
+            self.numbers.setdefault(pmid, len(self.numbers) + 1)
         note = None
-        if not supported:
+        if not kept:
             note = "no citation" if not sentence.pmids else "no cited abstract supports it"
-        out.append(
-            AnswerSentence(
-                text=sentence.text,
-                citations=[numbers[p] for p in kept],
-                supported=supported,
-                support=best_support,
-                note=note,
-            )
+        return AnswerSentence(
+            text=sentence.text,
+            citations=[self.numbers[p] for p in kept],
+            supported=bool(kept),
+            support=best_support,
+            note=note,
         )
 
-    citations = []
-    for pmid, number in numbers.items():
-        source = by_pmid[pmid]
+    def citation(self, pmid: int) -> Citation:
+        source = self.by_pmid[pmid]
         level = evidence_level(source.publication_types, source.mesh)
-        citations.append(
-            Citation(
-                number=number,
-                pmid=pmid,
-                title=source.title,
-                journal=source.journal,
-                year=source.year,
-                publication_types=list(source.publication_types),
-                evidence_level=level.label,
-                evidence_rank=int(level),
-                retracted=source.retracted,
-                quote=quotes[pmid][1],
-                doi=source.doi,
-            )
+        return Citation(
+            number=self.numbers[pmid],
+            pmid=pmid,
+            title=source.title,
+            journal=source.journal,
+            year=source.year,
+            publication_types=list(source.publication_types),
+            evidence_level=level.label,
+            evidence_rank=int(level),
+            retracted=source.retracted,
+            quote=self.quotes[pmid][1],
+            doi=source.doi,
         )
-    return Verified(sentences=out, citations=citations, removed=removed)
+
+    def result(self) -> Verified:
+        citations = [self.citation(pmid) for pmid in self.numbers]
+        return Verified(sentences=list(self.sentences), citations=citations, removed=list(self.removed))
 
 
-def _parse(text: str, evidence: Evidence, removed: list[RemovedCitation]) -> list[DraftSentence]:
+def verify(draft: Draft, evidence: Evidence, embedder: object, support_threshold: float) -> Verified:
+    """Every sentence of a draft checked at once."""
+    verifier = Verifier(evidence, embedder, support_threshold)
+    if draft.sentences is not None:
+        verifier.check(draft.sentences)
+    else:
+        verifier.check_text(draft.text)
+    return verifier.result()
+
+
+def _parse(
+    text: str, evidence: Evidence, removed: list[RemovedCitation], first: int = 0
+) -> list[DraftSentence]:
     """Model text into sentences with the PMIDs their markers resolve to; bad markers are reported."""
     by_number = {s.number: s.pmid for s in evidence.sources}
     retrieved = {s.pmid for s in evidence.sources}
     drafts = []
-    for index, raw in enumerate(split_answer(text)):
+    for index, raw in enumerate(split_answer(text), start=first):
         clean, markers = citation_markers(raw)
         pmids: list[int] = []
         for marker in markers:

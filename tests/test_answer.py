@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from indexes.embedder import FakeEmbedder
 from indexes.hit import Filters
-from ingest.errors import InputError
+from ingest.errors import InputError, MedlitError
 from ingest.run import ingest_jsonl
 from ingest.settings import AnswerSettings, Settings
 from ingest.store import Store
@@ -340,3 +340,74 @@ def test_live_fetches_indexes_and_answers_without_leaking_identifiers(
 def test_answer_settings_defaults_are_documented() -> None:
     for name, field in AnswerSettings.model_fields.items():
         assert field.description, name
+
+
+class _ChunkedModel:
+    """An in-process stand-in for a streaming model: yields the text a few characters at a time."""
+
+    name = "chunked"
+
+    def __init__(self, text: str, fail_after: int | None = None) -> None:
+        self.text = text
+        self.fail_after = fail_after
+
+    def stream(self, evidence):
+        from rag.generators import GenerationError
+
+        for start in range(0, len(self.text), 7):
+            if self.fail_after is not None and start >= self.fail_after:
+                raise GenerationError("the model's answer was cut off midway (the stream ended early)")
+            yield self.text[start : start + 7]
+
+    def generate(self, evidence):
+        from rag.generators import parse_model_text
+
+        return parse_model_text("".join(self.stream(evidence)))
+
+
+def _source_number(answerer: Answerer, pmid: int) -> int:
+    return answerer.retrieve(QUESTION)[0][[h.pmid for h in answerer.retrieve(QUESTION)[0]].index(pmid)].rank
+
+
+def test_stream_sends_each_sentence_only_once_verified(answerer: Answerer) -> None:
+    n = _source_number(answerer, 201)
+    answerer.generator = _ChunkedModel(
+        "Verdict: yes\nMetformin reduces cancer incidence in type 2 diabetes compared with other drugs "
+        f"[{n}]. "
+        f"Metformin lets patients fly [{n}][PMID: 99999999]. It is cheap."
+    )
+    events = list(answerer.stream(QUESTION))
+    kinds = [e["event"] for e in events]
+    assert kinds == ["retrieved", "sentence", "sentence", "sentence", "answer"]
+    first, second, third = (e["data"] for e in events[1:4])
+    assert first["supported"] and first["cited"][0]["pmid"] == 201 and first["citations"] == [1]
+    assert not second["supported"] and second["citations"] == [] and second["cited"] == []
+    assert not third["supported"] and third["note"] == "no citation"
+    final = events[-1]["data"]
+    assert final["verdict"] == "yes" and [c["pmid"] for c in final["citations"]] == [201]
+    assert {r["marker"] for r in final["removed_citations"]} >= {"PMID 99999999"}
+    # the same text through ask() gives the same verified answer
+    assert answerer.ask(QUESTION).to_dict()["sentences"] == final["sentences"]
+
+
+def test_stream_cut_midway_ends_with_an_error_and_no_answer(answerer: Answerer) -> None:
+    n = _source_number(answerer, 201)
+    answerer.generator = _ChunkedModel(
+        f"Metformin reduces cancer incidence in type 2 diabetes compared with other drugs [{n}]. "
+        "Metformin also lowers",
+        fail_after=100,
+    )
+    events = list(answerer.stream(QUESTION))
+    assert [e["event"] for e in events] == ["retrieved", "sentence", "error"]
+    assert "cut off" in events[-1]["data"]["message"]
+    with pytest.raises(MedlitError, match="cut off"):
+        answerer.ask(QUESTION)
+
+
+def test_stream_abstains_like_ask(answerer: Answerer) -> None:
+    events = list(answerer.stream("Which pizza restaurant in Naples has the best crust?"))
+    assert [e["event"] for e in events] == ["retrieved", "answer"]
+    assert events[-1]["data"]["abstained"] is True
+    answerer.generator = _ChunkedModel("INSUFFICIENT EVIDENCE")
+    events = list(answerer.stream(QUESTION))
+    assert events[-1]["data"]["abstained"] is True and "insufficient" in events[-1]["data"]["reason"]
