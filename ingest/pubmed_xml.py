@@ -354,6 +354,48 @@ def open_source(source: bytes | str | Path | BinaryIO) -> tuple[BinaryIO, str]:
     return stream, name
 
 
+# Between two record ends a PubMed file holds one record: the largest known are a few MB (thousands of
+# authors with affiliations, ~100,000 tags). More than this without a record closing is not PubMed XML, and
+# would otherwise all be held in memory (an element costs ~130 bytes: 1 MB of "<a/>" holds 35 MB).
+MAX_RECORD_BYTES = 64 << 20
+MAX_RECORD_TAGS = 1_000_000
+
+
+class _Unbounded(Exception):
+    """The input grew past a record's limits (see ``_BoundedFeed``)."""
+
+
+class _BoundedFeed:
+    """The stream as the parser reads it, keeping the tree it builds bounded whatever the input.
+
+    lxml reads a chunk only once every event of the previous one was handled, so here (between chunks)
+    completed children of the root that are not records, which no event would ever free, are dropped
+    (never the last: it may still be open), and a record that grows past the limits is refused.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.root: etree._Element | None = None
+        self.bytes = 0
+        self.tags = 0
+
+    def record_closed(self) -> None:
+        self.bytes = self.tags = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.bytes += len(data)
+        self.tags += data.count(b"<")
+        if self.bytes > MAX_RECORD_BYTES or self.tags > MAX_RECORD_TAGS:
+            raise _Unbounded(
+                f"more than {MAX_RECORD_BYTES >> 20} MB or {MAX_RECORD_TAGS:,} tags without a record closing"
+            )
+        root = self.root
+        if root is not None and len(root) > 1:
+            del root[:-1]
+        return data
+
+
 def iter_records(source: bytes | str | Path | BinaryIO) -> Iterator[Record]:
     """Every record of a PubMed XML document, in file order, as Article, Deletion or Rejected.
 
@@ -361,10 +403,11 @@ def iter_records(source: bytes | str | Path | BinaryIO) -> Iterator[Record]:
     the records yielded before the error are complete and correct.
     """
     stream, name = open_source(source)
+    feed = _BoundedFeed(stream)
     parser = etree.iterparse(
-        stream,
-        events=("end",),
-        tag=_RECORD_TAGS,
+        feed,
+        events=("start", "end"),
+        tag=(*_RECORD_TAGS, *_ROOTS),
         load_dtd=False,
         no_network=True,
         resolve_entities=False,
@@ -374,9 +417,14 @@ def iter_records(source: bytes | str | Path | BinaryIO) -> Iterator[Record]:
     )
     count = 0
     try:
-        for _event, element in parser:
+        for event, element in parser:
             parent = element.getparent()
             tag = element.tag
+            if event == "start" or tag in _ROOTS:
+                if event == "start" and parent is None:
+                    feed.root = element
+                continue
+            feed.record_closed()
             if tag == "MedlineCitation":
                 if parent is None or parent.tag not in _ROOTS:
                     continue  # part of a PubmedArticle: handled when that closes
@@ -410,6 +458,8 @@ def iter_records(source: bytes | str | Path | BinaryIO) -> Iterator[Record]:
         raise InputError(
             f"{name}: compressed file is truncated or corrupt after {count} records ({exc})"
         ) from None
+    except _Unbounded as exc:
+        raise InputError(f"{name}: not PubMed XML after {count} records ({exc})") from None
     finally:
         _close(source, stream)
     if count == 0:
