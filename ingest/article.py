@@ -9,6 +9,23 @@ from typing import Any
 
 import orjson
 
+# The largest PMID medlit accepts. PubMed's have 8 digits; the bound keeps a PMID and a passage number in
+# one signed 64-bit id of the search index (``pmid << 8 | passage``), and every PMID in SQLite's INTEGER.
+MAX_PMID = 2**55 - 1
+
+
+def pmid_from(text: str | int | None) -> int | None:
+    """A PMID from its text (ASCII digits) or number: 1 to MAX_PMID; None for anything else."""
+    if isinstance(text, int):
+        value = text
+    else:
+        text = (text or "").strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 17:
+            return None
+        value = int(text)
+    return value if 0 < value <= MAX_PMID else None
+
+
 # CommentsCorrections RefTypes that mean "this record itself is retracted".
 RETRACTION_REF_TYPES = frozenset({"RetractionIn", "RetractedandRepublishedIn"})
 RETRACTED_PUBLICATION_TYPE = "Retracted Publication"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ingest.article import (
+    MAX_PMID,
     RETRACTED_PUBLICATION_TYPE,
     AbstractSection,
     Article,
@@ -26,6 +27,7 @@ from ingest.article import (
     CommentCorrection,
     MeshHeading,
     Rejected,
+    pmid_from,
 )
 from ingest.errors import InputError
 from ingest.inputs import open_input
@@ -34,7 +36,6 @@ from ingest.medline import parse_author, parse_mesh_heading
 __all__ = ["read_jsonl", "validate_jsonl"]
 
 _DIGITS = re.compile(r"[0-9]+")
-_MAX_PMID = 2**63 - 1  # SQLite INTEGER
 
 
 class _Invalid(ValueError):
@@ -119,6 +120,8 @@ def _load(raw: bytes) -> dict[str, Any]:
         raise _Invalid(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
         raise _Invalid("invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # a number of more than 4,300 digits
+        raise _Invalid(f"invalid JSON: {str(exc).split(':')[0]}") from None
     if not isinstance(data, dict):
         raise _Invalid(f"expected a JSON object, got {_json_type(data)}")
     return data
@@ -185,9 +188,9 @@ def _pmid(value: Any, where: str) -> int | None:
         raise _Invalid(f"'{where}' must be an integer or a string of digits, not {_json_type(value)}")
     if isinstance(value, str) and not _DIGITS.fullmatch(value):
         raise _Invalid(f"'{where}' {value[:40]!r} is not a number")
-    number = int(value)
-    if not 0 < number <= _MAX_PMID:
-        raise _Invalid(f"'{where}' {number} is out of range (a PMID is a positive integer)")
+    number = pmid_from(value)
+    if number is None:
+        raise _Invalid(f"'{where}' {str(value)[:40]} is out of range (a PMID is 1 to {MAX_PMID})")
     return number
 
 
@@ -226,7 +229,7 @@ def _int(data: dict[str, Any], key: str, low: int, high: int) -> int | None:
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()) and len(value.strip()) <= 18:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Invalid(f"'{key}' must be an integer, not {_json_type(value)}")

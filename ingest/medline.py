@@ -10,7 +10,16 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ingest.article import AbstractSection, Article, Author, CommentCorrection, MeshHeading, Rejected
+from ingest.article import (
+    MAX_PMID,
+    AbstractSection,
+    Article,
+    Author,
+    CommentCorrection,
+    MeshHeading,
+    Rejected,
+    pmid_from,
+)
 from ingest.errors import InputError
 from ingest.inputs import open_input
 
@@ -158,8 +167,11 @@ def _to_article(fields: list[Field], number: int) -> Article | Rejected:
     if not pmids:
         first = f"{fields[0][0]} - {fields[0][1][:40]}" if fields else ""
         return Rejected(reason=f"record {number}: no PMID (first field {first!r})")
-    if not (pmids[0].isascii() and pmids[0].isdigit()) or int(pmids[0]) <= 0:
-        return Rejected(reason=f"record {number}: PMID {pmids[0][:40]!r} is not a positive integer")
+    pmid = pmid_from(pmids[0])
+    if pmid is None:
+        return Rejected(
+            reason=f"record {number}: PMID {pmids[0][:40]!r} is not a positive integer up to {MAX_PMID}"
+        )
 
     first_value: dict[str, str] = {}
     values: dict[str, list[str]] = {}
@@ -171,7 +183,7 @@ def _to_article(fields: list[Field], number: int) -> Article | Rejected:
     year_match = _YEAR.search(pub_date) if pub_date else None
     abstract = first_value.get("AB")
     return Article(
-        pmid=int(pmids[0]),
+        pmid=pmid,
         title=first_value.get("TI") or first_value.get("BTI") or "",
         abstract_sections=[AbstractSection(text=abstract)] if abstract else [],
         journal=first_value.get("JT") or None,
@@ -237,7 +249,7 @@ def _comments(fields: list[Field]) -> list[CommentCorrection]:
         source = value[: match.start()].strip() if match else value
         links.append(
             CommentCorrection(
-                ref_type=ref_type, pmid=int(match.group(1)) if match else None, source=source or None
+                ref_type=ref_type, pmid=pmid_from(match.group(1)) if match else None, source=source or None
             )
         )
     return links

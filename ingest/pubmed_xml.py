@@ -25,6 +25,7 @@ from ingest.article import (
     Deletion,
     MeshHeading,
     Rejected,
+    pmid_from,
 )
 from ingest.errors import InputError
 from ingest.inputs import open_input
@@ -198,7 +199,7 @@ def _comments_corrections(citation: etree._Element) -> list[CommentCorrection]:
         links.append(
             CommentCorrection(
                 ref_type=node.get("RefType") or "",
-                pmid=int(pmid_text) if pmid_text.isdigit() else None,
+                pmid=pmid_from(pmid_text),
                 source=_opt(node.find("RefSource")),
             )
         )
@@ -225,8 +226,8 @@ def _pmid(node: etree._Element | None) -> tuple[int | None, int]:
         return None, 1
     text = (node.text or "").strip()
     version_text = (node.get("Version") or "1").strip()
-    version = int(version_text) if version_text.isdigit() else 1
-    return (int(text) if text.isdigit() and int(text) > 0 else None), version
+    digits = version_text.isascii() and version_text.isdigit() and len(version_text) <= 6
+    return pmid_from(text), int(version_text) if digits else 1
 
 
 def parse_citation(citation: etree._Element, pubmed_data: etree._Element | None = None) -> Article | Rejected:
@@ -319,8 +320,8 @@ def _deletion(element: etree._Element) -> Deletion:
     pmids = []
     for node in element.iterfind("PMID"):
         text = (node.text or "").strip()
-        if text.isdigit():
-            pmids.append(int(text))
+        if (pmid := pmid_from(text)) is not None:
+            pmids.append(pmid)
     return Deletion(pmids=pmids)
 
 

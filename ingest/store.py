@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from ingest.article import Article, Deletion, Rejected
+from ingest.article import Article, Deletion, Rejected, pmid_from
 from ingest.errors import LibraryError
 from ingest.migrations import migrate
 
@@ -203,6 +203,8 @@ class Store:
     # ----- reading -------------------------------------------------------------------------------
 
     def get(self, pmid: int) -> Article | None:
+        if pmid_from(int(pmid)) is None:  # not a PMID the library can hold (nor SQLite's INTEGER)
+            return None
         row = self.conn.execute("SELECT record FROM articles WHERE pmid = ?", (int(pmid),)).fetchone()
         return Article.from_json(row[0]) if row else None
 

@@ -10,7 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.article import AbstractSection, Article, Author, CommentCorrection, MeshHeading, Rejected
+from ingest.article import (
+    MAX_PMID,
+    AbstractSection,
+    Article,
+    Author,
+    CommentCorrection,
+    MeshHeading,
+    Rejected,
+)
 from ingest.errors import InputError
 from ingest.jsonl import read_jsonl, validate_jsonl
 
@@ -268,7 +276,7 @@ TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=200)
 @given(
     title=TEXT,
     abstract=TEXT,
-    pmid=st.integers(min_value=1, max_value=2**63 - 1),
+    pmid=st.integers(min_value=1, max_value=MAX_PMID),
     as_string=st.booleans(),
     ensure_ascii=st.booleans(),
 )
