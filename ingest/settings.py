@@ -129,6 +129,12 @@ class AnswerSettings(BaseModel):
     max_tokens: int = Field(600, ge=16, description="Most tokens a model may write for one answer.")
     timeout: float = Field(120.0, gt=0, description="Seconds to wait for the model server.")
     max_retries: int = Field(2, ge=0, description="Retries for a 5xx or a refused connection.")
+    backoff_base: float = Field(
+        1.0,
+        ge=0,
+        description="Longest wait in seconds before the first retry of the model server (random below it); "
+        "doubles each retry, at most 8 s.",
+    )
     local_model: str | None = Field(None, description="A .gguf file (llama-cpp-python) or a model directory.")
     live_max: int = Field(50, ge=1, le=1000, description="Newest matching PubMed records fetched by --live.")
 

@@ -330,7 +330,7 @@ class OpenAIGenerator:
                     ) from None
                 raise GenerationError(redact(f"the model server failed: {exc}")) from None
             attempt += 1
-            delay = random.uniform(0, min(8.0, 0.5 * 2**attempt))
+            delay = random.uniform(0, min(8.0, self.settings.backoff_base * 2 ** (attempt - 1)))
             log.info("model server: %s; retry %d in %.1f s", reason, attempt, delay)
             time.sleep(delay)
 
