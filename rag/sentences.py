@@ -34,7 +34,7 @@ def split_sentences(text: str) -> list[str]:
         end = match.end(2)
         candidate = text[start:end]
         word = _LAST_WORD.search(candidate[: match.start(1) - start])
-        last = word.group(1).lower().rstrip(".") if word else ""
+        last = word.group(1).lower().lstrip("([{\"'“‘").rstrip(".") if word else ""  # "(ref. 12)"
         if match.group(1) == "." and (last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha())):
             continue  # "et al. Smith", "J. Smith": not a boundary
         sentences.append(candidate.strip())
@@ -68,9 +68,11 @@ def article_sentences(article: Article) -> list[SourceSentence]:
     out: list[SourceSentence] = []
     if article.title.strip():
         out.append(_source(article.pmid, 0, article.title, None, None))
+    position = 0
     for section in article.abstract_sections:
         for sentence in split_sentences(section.text):
-            out.append(_source(article.pmid, len(out) + 1, sentence, section.label, section.category))
+            position += 1
+            out.append(_source(article.pmid, position, sentence, section.label, section.category))
     return out
 
 
@@ -89,7 +91,11 @@ _INSTRUCTION = re.compile(
             (?:instructions?|prompts?|messages?|context|rules|directions)
       | (?:system|developer)\s+prompt
       | you\s+are\s+now\b
+      | (?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+|the\s+|your\s+)?
+            (?:instructions?|prompts?|rules)\s+(?:above|before|given)
       | (?:as\s+an?\s+)?(?:ai|language\s+model|assistant|chatbot)\s*[,:]?\s+(?:you\s+)?(?:must|should|will)\b
+      | (?:if\s+you\s+are|note\s+to)\s+(?:an?\s+)?(?:ai|llm|large\s+language\s+model|language\s+model|
+            assistant|chatbot)s?\b
       | (?:new|updated)\s+instructions?\s*:
       | do\s+not\s+(?:cite|mention)\s+(?:any\s+)?other
       | (?:always|only)\s+(?:answer|respond|reply|say)\b
@@ -105,6 +111,8 @@ def looks_like_instruction(text: str) -> bool:
 
 _CITATION_GROUP = re.compile(r"\[(?:\s*(?:PMID\s*:?\s*)?\d+\s*(?:[,;–-]\s*(?:PMID\s*:?\s*)?\d+\s*)*)\]", re.I)
 _PMID_MENTION = re.compile(r"\bPMID\s*:?\s*(\d{1,9})\b", re.I)
+# "(PMID: 123, 456)": every number in the parentheses is a PMID
+_PMID_PARENS = re.compile(r"\(\s*PMIDs?\s*:?\s*(\d{1,9}(?:\s*[,;]\s*(?:PMID\s*:?\s*)?\d{1,9})*)\s*\)", re.I)
 
 
 @dataclass(slots=True)
@@ -121,13 +129,14 @@ def citation_markers(sentence: str) -> tuple[str, list[Marker]]:
     markers: list[Marker] = []
     for group in _CITATION_GROUP.finditer(sentence):
         inner = group.group(0)[1:-1]
+        pmids = _PMID_MENTION.match(inner.strip()) is not None  # "[PMID: 123, 456]": all PMIDs
         for part in re.split(r"[,;]", inner):
             part = part.strip()
             if not part:
                 continue
             pmid = _PMID_MENTION.match(part)
-            if pmid:
-                markers.append(Marker(raw=part, pmid=int(pmid.group(1))))
+            if pmid or (pmids and part.isdigit()):
+                markers.append(Marker(raw=part, pmid=int(pmid.group(1) if pmid else part)))
                 continue
             bounds = re.split(r"\s*[–-]\s*", part)
             if len(bounds) == 2 and bounds[0].isdigit() and bounds[1].isdigit():
@@ -136,8 +145,14 @@ def citation_markers(sentence: str) -> tuple[str, list[Marker]]:
                     markers.extend(Marker(raw=part, number=n) for n in range(lo, hi + 1))
                     continue
             markers.append(Marker(raw=part, number=int(bounds[0]) if bounds[0].isdigit() else None))
-    # "(PMID: 123)" or "PMID 123" outside brackets counts too
+    # "(PMID: 123)", "(PMID: 123, 456)" or "PMID 123" outside brackets counts too
     stripped = _CITATION_GROUP.sub("", sentence)
+    for group in _PMID_PARENS.finditer(stripped):
+        for part in re.split(r"[,;]", group.group(1)):
+            number = re.search(r"\d+", part)
+            if number:
+                markers.append(Marker(raw=part.strip(), pmid=int(number.group(0))))
+    stripped = _PMID_PARENS.sub("", stripped)
     for mention in _PMID_MENTION.finditer(stripped):
         markers.append(Marker(raw=mention.group(0), pmid=int(mention.group(1))))
     stripped = _PMID_MENTION.sub("", stripped)

@@ -20,7 +20,8 @@ from rag.evidence import evidence_level
 from rag.generators import Draft, DraftSentence, Evidence
 from rag.sentences import citation_markers, split_sentences
 
-_LEADING_MARKERS = re.compile(r"^((?:\s*\[[^\]]{1,40}\])+)\s*")
+_LEADING_MARKERS = re.compile(r"^((?:\s*(?:\[[^\]]{1,40}\]|\(\s*PMIDs?\b[^)]{0,40}\)))+)\s*", re.I)
+_GLUED_MARKER = re.compile(r"([.!?])(?=\[[^\]]{1,40}\])")  # "effect.[1] Next": a boundary after the stop
 
 
 @dataclass(slots=True)
@@ -31,16 +32,17 @@ class Verified:
 
 
 def split_answer(text: str) -> list[str]:
-    """Answer sentences; markers written after the full stop ("... effect. [1]") stay on their sentence."""
+    """Answer sentences; markers written after the full stop ("... effect. [1]", "... effect.[1]",
+    "... effect. (PMID 123)") stay on their sentence."""
     pieces: list[str] = []
     for paragraph in re.split(r"\n\s*\n|\n(?=\s*[-*•]|\s*\d+[.)]\s)", text):
         paragraph = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s+", "", paragraph.strip())
-        for sentence in split_sentences(paragraph):
+        for sentence in split_sentences(_GLUED_MARKER.sub(r"\1 ", paragraph)):
             lead = _LEADING_MARKERS.match(sentence)
             if lead and pieces:
                 pieces[-1] = f"{pieces[-1]} {lead.group(1).strip()}"
                 sentence = sentence[lead.end() :]
-            if sentence.strip():
+            if re.search(r"\w", sentence):  # not the "." left of "effect. [1]."
                 pieces.append(sentence)
     return pieces
 
