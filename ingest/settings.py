@@ -139,6 +139,37 @@ class AnswerSettings(BaseModel):
     live_max: int = Field(50, ge=1, le=1000, description="Newest matching PubMed records fetched by --live.")
 
 
+class ServeSettings(BaseModel):
+    """The HTTP API and web page (`medlit serve`): access, limits and threads."""
+
+    host: str = Field(
+        "127.0.0.1", description="Address `medlit serve` listens on (127.0.0.1: this machine only)."
+    )
+    port: int = Field(8000, ge=1, le=65535, description="Port `medlit serve` listens on.")
+    token: SecretStr | None = Field(
+        None,
+        description="Bearer token every API request must carry (Authorization: Bearer ...) when set. "
+        "Never logged.",
+    )
+    max_body_bytes: int = Field(65536, ge=1024, description="Largest request body accepted (larger: 413).")
+    max_question_chars: int = Field(2000, ge=10, description="Longest question accepted (longer: 422).")
+    max_k: int = Field(100, ge=1, le=1000, description="Most articles one request may ask for (more: 422).")
+    rate_limit: float = Field(
+        10.0, ge=0, description="Requests per second each client may sustain (0: no limit; over it: 429)."
+    )
+    burst: int = Field(
+        30, ge=1, description="Requests a client may send at once before the rate limit applies."
+    )
+    workers: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Threads answering requests; each holds its own SQLite connection and copy of the index.",
+    )
+    max_batch_questions: int = Field(200, ge=1, description="Most questions in one batch job.")
+    max_jobs: int = Field(100, ge=1, description="Batch jobs kept in memory; the oldest finished go first.")
+
+
 class Settings(BaseSettings):
     """Everything configurable in medlit. Environment variables: ``MEDLIT_<FIELD>``."""
 
@@ -151,6 +182,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)  # type: ignore[arg-type]
     index: IndexSettings = Field(default_factory=IndexSettings)  # type: ignore[arg-type]
     answer: AnswerSettings = Field(default_factory=AnswerSettings)  # type: ignore[arg-type]
+    serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
     ingest_batch_size: int = Field(500, ge=1, description="Records per SQLite transaction when ingesting.")
     busy_timeout_ms: int = Field(30000, ge=0, description="How long a writer waits for a locked library.")
 

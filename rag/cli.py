@@ -745,6 +745,48 @@ def export_cmd(
     click.echo(f"{len(articles)} citations written to {out}", err=True)
 
 
+# ----- serve -------------------------------------------------------------------------------------
+
+
+@cli.command("serve")
+@click.option("--host", default=None, help="Address to listen on (default: MEDLIT_SERVE__HOST or 127.0.0.1).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="Port (default: MEDLIT_SERVE__PORT or 8000)."
+)
+@pass_context
+@_fail_cleanly
+def serve_cmd(obj: _Context, host: str | None, port: int | None) -> None:
+    """The HTTP API (docs at /docs) and the web page (at /) over the library, until Ctrl-C.
+
+    Set MEDLIT_SERVE__TOKEN to require a bearer token. Requests are logged on stderr without their
+    question, query string or answer.
+    """
+    try:
+        import uvicorn
+
+        from rag.api import create_app
+    except ImportError:
+        raise MedlitError("medlit serve needs FastAPI and uvicorn: pip install 'medlit[serve]'") from None
+    from rag.library import Library
+
+    settings = obj.settings
+    host = host or settings.serve.host
+    port = port or settings.serve.port
+    if host not in ("127.0.0.1", "localhost", "::1") and settings.serve.token is None:
+        click.echo(
+            f"Warning: listening on {host} without a token: anyone who can reach it may use it "
+            "(set MEDLIT_SERVE__TOKEN).",
+            err=True,
+        )
+    if obj.verbose == 0:
+        logging.getLogger("medlit.api").setLevel(logging.INFO)  # one line per request
+    with Library(settings=settings) as library:
+        app = create_app(library)
+        click.echo(f"medlit serving {settings.library_path} on http://{host}:{port}/", err=True)
+        # uvicorn's access log would print query strings: medlit.api logs each request instead.
+        uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+
+
 def main() -> None:
     cli(prog_name="medlit")
 
