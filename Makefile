@@ -16,6 +16,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# The CPU build of torch first: anything looser pulls a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[test,bench]'
+	# Debian's chromium for the browser test (tests/test_web.py): Playwright drives it, never downloads one.
+	command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
+		{ S=$$([ "$$(id -u)" -eq 0 ] || echo sudo -n); $$S apt-get update -qq && $$S apt-get install -y -qq chromium; } || \
+		echo "chromium could not be installed: tests/test_web.py will be skipped" >&2
 	touch $@
 
 install: $(VENV)/.installed
