@@ -239,28 +239,32 @@ class Answerer:
     ) -> Iterator[dict[str, Any]]:
         verifier = Verifier(evidence, self.embedder, self.settings.answer.support_threshold)
         started = time.perf_counter()
-        buffer, verdict, head_done = "", None, False
+        text, verdict, head_done, emitted = "", None, False, 0
         for chunk in stream(evidence):
-            buffer += chunk
+            text += chunk
             if not head_done:
-                if "\n" not in buffer and len(buffer) < 40:
+                if "\n" not in text and len(text) < 40:
                     continue  # a "Verdict: yes" line may still be arriving
-                head = parse_model_text(buffer)
+                head = parse_model_text(text)
                 verdict, head_done = head.verdict, True
+                offset = len(text) - len(text.lstrip())
                 if verdict is not None:
-                    buffer = head.text
-            pieces = split_answer(buffer)
-            if len(pieces) < 2:
+                    offset = text.index(head.text[:20]) if head.text else len(text)
+                text = text[offset:]
+            pieces = split_answer(text)
+            # a sentence is complete once the next one has begun with words (not a "[2" still arriving)
+            if len(pieces) - 1 <= emitted or pieces[-1].lstrip().startswith(("[", "(")):
                 continue
-            complete, buffer = " ".join(pieces[:-1]), pieces[-1]
-            for sentence in verifier.check_text(complete):
+            for sentence in verifier.check_text(" ".join(pieces[emitted:-1])):
                 yield _sentence_event(
                     sentence, [verifier.citation(p) for p in _new_pmids(verifier, sentence)]
                 )
-        tail = parse_model_text(buffer) if not head_done else None
-        if tail is not None:
-            verdict, buffer = tail.verdict, tail.text
-        if not verifier.sentences and parse_model_text(buffer).insufficient:
+            emitted = len(pieces) - 1
+        if not head_done:
+            tail = parse_model_text(text)
+            verdict, text = tail.verdict, tail.text
+        pieces = split_answer(text)
+        if not verifier.sentences and parse_model_text(" ".join(pieces[emitted:])).insufficient:
             answer = _abstain(
                 question,
                 trace,
@@ -269,7 +273,7 @@ class Answerer:
             )
             yield {"event": "answer", "data": answer.to_dict()}
             return
-        for sentence in verifier.check_text(buffer):
+        for sentence in verifier.check_text(" ".join(pieces[emitted:])):
             yield _sentence_event(sentence, [verifier.citation(p) for p in _new_pmids(verifier, sentence)])
         trace.timings_ms["generate_and_verify"] = (time.perf_counter() - started) * 1000
         yield {"event": "answer", "data": self._finish(question, trace, verifier, verdict).to_dict()}
