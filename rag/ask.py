@@ -187,7 +187,10 @@ class Answerer:
             return answer
         return Answer(
             question=question,
-            text=" ".join(with_marks(s.text, s.citations) for s in checked.sentences),
+            text=" ".join(
+                with_marks(s.text, s.citations) if s.supported else f"{s.text} [unsupported]"
+                for s in checked.sentences
+            ),
             sentences=checked.sentences,
             citations=sorted(checked.citations, key=lambda c: c.number),
             trace=trace,
