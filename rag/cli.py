@@ -234,14 +234,28 @@ def _dense(obj: _Context, store: Store) -> Any:
     default=None,
     help="Index type (default: the setting, 'auto' picks by size).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Embed here, or on Ray actors (GPU actors when there are GPUs; pip install 'medlit[ray]').",
+)
+@click.option("--ray-address", default=None, help="A Ray cluster to embed on (default: a local Ray).")
 @json_option
 @quiet_option
 @pass_context
 @_fail_cleanly
-def index_build(obj: _Context, kind: str | None, as_json: bool, quiet: bool) -> None:
+def index_build(
+    obj: _Context, kind: str | None, engine: str, ray_address: str | None, as_json: bool, quiet: bool
+) -> None:
     """Embed every article with a title or abstract into a new index (the old one serves until it is done)."""
-    with obj.store() as store:
-        report = _dense(obj, store).build(kind=kind, progress=not quiet and not as_json)
+    from rag.library import Library
+
+    with Library(settings=obj.settings) as library:
+        report = library.index_build(
+            kind=kind, progress=not quiet and not as_json, engine=engine, ray_address=ray_address
+        )
     _print_index_report(report, as_json)
 
 
@@ -432,6 +446,86 @@ def ask_cmd(
         click.echo(answer.to_markdown())
     else:
         click.echo(answer.to_text())
+
+
+# ----- batch -------------------------------------------------------------------------------------
+
+
+@cli.command("batch")
+@click.argument("questions", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Results, one JSON line per question (RESULTS.jsonl); run again to resume.",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a report: report.md (histogram PNG beside it) or report.html (histogram inline).",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Questions answered at once."
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Threads in this process, or Ray Data actors (pip install 'medlit[ray]').",
+)
+@click.option("--ray-address", default=None, help="A Ray cluster to run on (default: a local Ray).")
+@click.option(
+    "--generator",
+    type=click.Choice(["extractive", "openai", "local"]),
+    default=None,
+    help="Who writes the answers (default: the setting, extractive).",
+)
+@click.option("-k", type=click.IntRange(1, 100), default=None, help="Articles retrieved per question (10).")
+@json_option
+@quiet_option
+@pass_context
+@_fail_cleanly
+def batch_cmd(
+    obj: _Context,
+    questions: Path,
+    out: Path,
+    report: Path | None,
+    workers: int,
+    engine: str,
+    ray_address: str | None,
+    generator: str | None,
+    k: int | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Answer every question of a CSV (a question column) or JSONL file into a JSONL of cited answers, with
+    a manifest beside it; resumes where a stopped run left off."""
+    from rag.library import Library
+
+    with Library(settings=obj.settings) as library:
+        result = library.batch(
+            questions,
+            out,
+            workers=workers,
+            engine=engine,
+            ray_address=ray_address,
+            generator=generator,
+            k=k,
+            report=report,
+            progress=not quiet and not as_json,
+        )
+    data = result.to_dict()
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    click.echo(
+        f"{data['questions']} questions: {data['answered']} answered ({data['abstained']} abstained), "
+        f"{data['errors']} failed, {data['skipped']} already in {out}"
+    )
+    if data["report"]:
+        click.echo(f"report: {data['report']}")
 
 
 # ----- evaluation --------------------------------------------------------------------------------

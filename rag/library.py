@@ -111,6 +111,16 @@ class Library:
             cache[key] = Answerer(self.store, self.settings, generator=gen, embedder=self.embedder)
         return cache[key]
 
+    def close_thread(self) -> None:
+        """Close this thread's connection: a worker thread calls it as it ends (the library stays open)."""
+        store = getattr(self._local, "store", None)
+        self._local.__dict__.clear()
+        if store is not None:
+            with self._lock:
+                if store in self._stores:
+                    self._stores.remove(store)
+            store.close()
+
     def close(self) -> None:
         with self._lock:
             for store in self._stores:
@@ -176,7 +186,23 @@ class Library:
         """Embed what is new or changed, drop what was deleted (builds the index the first time)."""
         return self._dense().update(progress=progress)
 
-    def index_build(self, *, kind: str | None = None, progress: bool = False) -> Any:
+    def index_build(
+        self,
+        *,
+        kind: str | None = None,
+        progress: bool = False,
+        engine: str = "local",
+        ray_address: str | None = None,
+        workers: int | None = None,
+    ) -> Any:
+        """A new index from every embeddable article; ``engine="ray"`` embeds on Ray actors (local Ray, or
+        the cluster at ``ray_address``), GPU actors when the cluster has GPUs."""
+        from indexes.ray_embedder import build_index_on_ray, check_engine
+
+        if check_engine(engine) == "ray":
+            return build_index_on_ray(
+                self.store, self.settings, kind=kind, progress=progress, address=ray_address, workers=workers
+            )
         return self._dense().build(kind=kind, progress=progress)
 
     def index_verify(self) -> Any:
@@ -256,6 +282,13 @@ class Library:
         if live_report is not None:
             answer.trace.live = live_report
         return answer
+
+    def batch(self, questions: Any, out_path: str | Path, **options: Any) -> Any:
+        """Answer a file (CSV/JSONL) or list of questions into ``out_path`` (JSONL), resumably; the options
+        are ``rag.batch.run_batch``'s (workers, engine, report, generator, k, ...). Returns a BatchReport."""
+        from rag.batch import run_batch
+
+        return run_batch(questions, out_path, library=self, **options)
 
     def export(self, pmids: Iterable[int], fmt: str = "ris") -> str:
         """Citations of these articles as RIS, BibTeX, nbib or CSV."""
