@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +21,18 @@ class Filters:
     include_retracted: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("year_min", "year_max"):
+            year = getattr(self, name)
+            if year is not None and (
+                isinstance(year, bool) or not isinstance(year, numbers.Integral) or abs(int(year)) > 9999
+            ):
+                raise InputError(f"{name} must be a year between -9999 and 9999 (got {str(year)[:40]!r})")
         if self.year_min is not None and self.year_max is not None and self.year_min > self.year_max:
             raise InputError(f"year range {self.year_min}:{self.year_max} is empty (start after end)")
+        for name in ("publication_types", "mesh", "languages"):
+            for value in getattr(self, name):
+                if not isinstance(value, str) or _has_surrogate(value):
+                    raise InputError(f"{name}: {str(value)[:40]!r} is not a name (text)")
 
     @property
     def active(self) -> bool:
@@ -58,6 +69,15 @@ class Filters:
             "languages": list(self.languages),
             "include_retracted": self.include_retracted,
         }
+
+
+def _has_surrogate(text: str) -> bool:
+    """A lone surrogate (possible in a str decoded from JSON) cannot be stored, encoded nor searched."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ every mode: lexical applies them in SQL, dense inside FAISS through an id select
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,9 @@ class Searcher:
     ) -> list[Hit]:
         """The k best articles for a question, best first, each with its dense/lexical provenance."""
         query = _check_query(query)
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise InputError(f"k must be a whole number between 1 and {MAX_K} (got {str(k)[:40]!r})")
+        k = int(k)
         if not 1 <= k <= MAX_K:
             raise InputError(f"k must be between 1 and {MAX_K} (got {k})")
         if mode not in MODES:
@@ -163,6 +167,10 @@ def _check_query(query: str) -> str:
         raise InputError("the question is empty")
     if len(query) > MAX_QUERY_CHARS:
         raise InputError(f"the question is too long ({len(query):,} characters; at most {MAX_QUERY_CHARS:,})")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("the question is not valid Unicode text (it holds a lone surrogate)") from None
     return query
 
 
