@@ -177,7 +177,18 @@ class DenseIndex:
                 f"the dense index was built with model {manifest.model!r} but the configured model is "
                 f"{self._embedder.name!r}: run `medlit index build` (or configure the index's model)"
             )
-        self._loaded = VectorIndex.load(self._path(manifest.file), expected=manifest)
+        while True:
+            try:
+                loaded = VectorIndex.load(self._path(manifest.file), expected=manifest)
+                break
+            except LibraryError:
+                # another process committed a newer index and removed this file between reading the manifest
+                # and opening the file: load the one the library names now
+                newer = self.manifest()
+                if newer is None or newer.file == manifest.file or newer.model != manifest.model:
+                    raise
+                manifest = newer
+        self._loaded = loaded
         self._loaded_file = manifest.file
         return self._loaded
 
