@@ -43,7 +43,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from indexes.hit import Filters
-from indexes.ray_embedder import check_engine, ray_session, unwrap_ray_error
+from indexes.ray_embedder import check_engine, ray_session, require_ray, unwrap_ray_error
 from ingest.errors import InputError, LibraryError, MedlitError
 from ingest.progress import progress_bar
 from ingest.redaction import redact
@@ -492,7 +492,8 @@ def run_batch(
     from indexes.search import MODES
     from rag.generators import GENERATORS
 
-    check_engine(engine)
+    if check_engine(engine) == "ray":
+        require_ray()  # before anything is written
     if not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be at least 1 (got {workers})")
     if k is not None and not 1 <= k <= 100:

@@ -395,6 +395,20 @@ def test_markdown_and_html_reports_with_the_years_histogram(
 # ----- Ray ----------------------------------------------------------------------------------------------
 
 
+def test_without_ray_the_engine_says_what_to_install(
+    library: Library, questions_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
+    out = tmp_path / "R.jsonl"
+    with pytest.raises(InputError, match=re.escape("pip install 'medlit[ray]'")):
+        library.batch(questions_file, out, engine="ray")
+    assert not out.exists()
+    with pytest.raises(InputError, match="needs Ray"):
+        library.index_build(engine="ray")
+    with pytest.raises(InputError, match="unknown engine"):
+        library.batch(questions_file, out, engine="spark")
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """One real local Ray (2 CPUs) for the module: it takes seconds to start."""
