@@ -164,7 +164,14 @@ class ServeSettings(BaseModel):
         4,
         ge=1,
         le=64,
-        description="Threads answering requests; each holds its own SQLite connection and copy of the index.",
+        description="Threads for searches and article reads; each holds its own SQLite connection and copy "
+        "of the index.",
+    )
+    answer_workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Threads writing answers (POST /ask), apart so searches never wait on them.",
     )
     max_batch_questions: int = Field(200, ge=1, description="Most questions in one batch job.")
     max_jobs: int = Field(100, ge=1, description="Batch jobs kept in memory; the oldest finished go first.")

@@ -3,11 +3,14 @@
 ``POST /ask`` (JSON, or server-sent events), ``GET /search``, ``GET /articles/{pmid}``, ``GET /health``,
 batch jobs (``POST /batch``, ``GET /batch/{id}``, ``GET /batch/{id}/results``) and the page at ``/``.
 
-Library calls run on a fixed pool of ``serve.workers`` threads: ``Library`` gives each its own SQLite
-connection and answerer (so at most that many copies of the FAISS index), and all share one embedder
-(ONNX Runtime's ``run()`` and the fast tokenizer may be called from several threads; it is warmed up once
-at start-up). Errors are translated here, once: bad input 422, a library that cannot serve 503, a model
-server that failed 502, anything else 500 with a request id and no trace.
+Library calls run on fixed pools of threads, ``serve.workers`` for searches and reads and
+``serve.answer_workers`` for answers (which cost ~100 searches each, so searches never queue behind them):
+``Library`` gives each thread its own SQLite connection and answerer (so at most that many copies of the
+FAISS index), and all share one embedder (ONNX Runtime's ``run()`` and the fast tokenizer may be called from
+several threads; it is warmed up once at start-up).
+
+Errors are translated here, once: bad input 422, a library that cannot serve 503, a model server that failed
+502, anything else 500 with a request id and no trace.
 
 Logged, one line per request: request id, method, route (never the query string), status, duration and
 size. Never a question, a query string, an answer, a header or the token.
@@ -518,13 +521,19 @@ def create_app(library: Library | None = None, settings: Settings | None = None)
     if serve.token is not None:
         register_secret(serve.token.get_secret_value())
     lib = library
+    # Answers take ~100 times a search's CPU: on their own threads, searches never queue behind them.
     workers = ThreadPoolExecutor(max_workers=serve.workers, thread_name_prefix="medlit-api")
+    answering = ThreadPoolExecutor(max_workers=serve.answer_workers, thread_name_prefix="medlit-answer")
     jobs = Jobs(lib, settings.home / "jobs", serve.max_jobs)
 
     async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn`` on the worker threads (each with its own SQLite connection and answerer)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(workers, functools.partial(fn, *args, **kwargs))
+
+    async def answer_on_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(answering, functools.partial(fn, *args, **kwargs))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -535,6 +544,7 @@ def create_app(library: Library | None = None, settings: Settings | None = None)
         yield
         jobs.close()
         workers.shutdown(wait=True, cancel_futures=True)
+        answering.shutdown(wait=True, cancel_futures=True)
         if owned:
             lib.close()
 
@@ -579,7 +589,9 @@ def create_app(library: Library | None = None, settings: Settings | None = None)
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        answer = await run(lib.ask, question, k=k, mode=body.mode, generator=body.generator, filters=filters)
+        answer = await answer_on_thread(
+            lib.ask, question, k=k, mode=body.mode, generator=body.generator, filters=filters
+        )
         return JSONResponse(answer.to_dict())
 
     async def stream_answer(
@@ -619,7 +631,7 @@ def create_app(library: Library | None = None, settings: Settings | None = None)
             finally:
                 put(None)
 
-        workers.submit(produce)
+        answering.submit(produce)
         while (event := await queue.get()) is not None:
             yield _sse(event)
 
