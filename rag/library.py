@@ -96,19 +96,29 @@ class Library:
                     self._embedder = embedder_from_settings(self.settings)
         return self._embedder
 
+    def searcher(self) -> Any:
+        """This thread's ``Searcher``: searching needs no generator (nor its model or server)."""
+        searcher = getattr(self._local, "searcher", None)
+        if searcher is None:
+            from indexes.search import Searcher
+
+            searcher = Searcher(self.store, self.settings, embedder=self.embedder)
+            self._local.searcher = searcher
+        return searcher
+
     def answerer(self, generator: Any = None) -> Any:
-        """This thread's ``Answerer`` (one per generator name), sharing the embedder."""
+        """This thread's ``Answerer`` (one per generator name), sharing the embedder and the searcher."""
         from rag.ask import Answerer
         from rag.generators import make_generator
 
         cache: dict[str, Any] = self._local.__dict__.setdefault("answerers", {})
         if generator is not None and not isinstance(generator, str):
-            return Answerer(self.store, self.settings, generator=generator, embedder=self.embedder)
+            return Answerer(self.store, self.settings, generator=generator, searcher=self.searcher())
         key = generator or "default"
         if key not in cache:
             gen = self._generator if generator is None and self._generator is not None else None
             gen = gen or make_generator(generator, self.settings.answer)
-            cache[key] = Answerer(self.store, self.settings, generator=gen, embedder=self.embedder)
+            cache[key] = Answerer(self.store, self.settings, generator=gen, searcher=self.searcher())
         return cache[key]
 
     def close_thread(self) -> None:
@@ -236,7 +246,7 @@ class Library:
         include_retracted: bool = False,
     ) -> list[Hit]:
         filters = filters or make_filters(years, study_types, mesh, languages, include_retracted)
-        return self.answerer().searcher.search(query, k, filters, mode)
+        return self.searcher().search(query, k, filters, mode)
 
     def search_frame(self, query: str, k: int = 10, **kwargs: Any) -> Any:
         """``search`` as a pandas DataFrame (pandas needed)."""
