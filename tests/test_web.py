@@ -3,6 +3,7 @@ uvicorn on 127.0.0.1 (no browser download: `make install` installs chromium with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -41,10 +42,41 @@ RETRACTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+TOKEN = "web-test-token-5f2c"
+
+
+@contextlib.contextmanager
+def _serving(library: Library, settings: Settings) -> Iterator[str]:
+    """The app on uvicorn on 127.0.0.1 (a free port) in a thread; yields its base URL."""
     from rag.api import create_app
 
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(library, settings=settings),
+        host="127.0.0.1",
+        port=port,
+        access_log=False,
+        log_level="warning",
+    )
+    http = uvicorn.Server(config)
+    thread = threading.Thread(target=http.run, daemon=True)
+    thread.start()
+    for _ in range(1000):
+        if http.started or not thread.is_alive():
+            break
+        threading.Event().wait(0.02)
+    assert http.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        http.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library]:
     root = tmp_path_factory.mktemp("web")
     corpus = root / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(a) + "\n" for a in [*ARTICLES, RETRACTED]))
@@ -57,23 +89,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with Library(settings=settings, embedder=FakeEmbedder(64)) as library:
         library.ingest_jsonl(corpus)
         library.index_build()
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(library), host="127.0.0.1", port=port, access_log=False, log_level="warning"
-        )
-        http = uvicorn.Server(config)
-        thread = threading.Thread(target=http.run, daemon=True)
-        thread.start()
-        for _ in range(1000):
-            if http.started or not thread.is_alive():
-                break
-            threading.Event().wait(0.02)
-        assert http.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-        http.should_exit = True
-        thread.join(timeout=30)
+        yield library
+
+
+@pytest.fixture(scope="module")
+def server(library: Library) -> Iterator[str]:
+    with _serving(library, library.settings) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +186,22 @@ def test_invalid_input_shows_the_error_state(page: Any) -> None:
     assert page.locator("#error").is_visible()
     assert "too long" in page.locator("#error-message").inner_text()
     assert page.locator("#error-id").inner_text().startswith("Request id: ")
+
+
+def test_a_server_with_a_token_asks_for_it(browser: Any, library: Library) -> None:
+    settings = library.settings.model_copy(update={"serve": ServeSettings(rate_limit=0, token=TOKEN)})
+    with _serving(library, settings) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(base + "/")
+        assert not page.locator("#token-box").evaluate("box => box.open")
+        _ask(page, QUESTION)
+        assert (
+            page.locator("#error").is_visible()
+            and "access token" in page.locator("#error-message").inner_text()
+        )
+        assert page.locator("#token-box").evaluate("box => box.open")  # opened for the user
+        page.fill("#token", TOKEN)
+        _ask(page, QUESTION)
+        assert page.locator("#citations li").count() >= 1 and page.locator("#error").is_hidden()
+        context.close()
