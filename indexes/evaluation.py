@@ -30,12 +30,11 @@ class Question:
     relevant: set[int]
 
 
-def read_questions(path: str | Path) -> list[Question]:
-    """JSONL with ``question`` and ``relevant_pmids``; questions without relevant PMIDs are skipped."""
+def question_records(path: str | Path) -> Iterator[tuple[dict[str, Any], str, set[int]]]:
+    """(record, question text, relevant PMIDs) for each line of a question JSONL file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such questions file")
-    questions = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -46,8 +45,13 @@ def read_questions(path: str | Path) -> list[Question]:
                 relevant = {int(p) for p in item.get("relevant_pmids") or []}
             except (ValueError, KeyError, TypeError) as exc:
                 raise InputError(f"{path}:{number}: not a question record ({exc})") from None
-            if isinstance(text, str) and text.strip() and relevant:
-                questions.append(Question(text=text, relevant=relevant))
+            if isinstance(text, str) and text.strip():
+                yield item, text, relevant
+
+
+def read_questions(path: str | Path) -> list[Question]:
+    """JSONL with ``question`` and ``relevant_pmids``; questions without relevant PMIDs are skipped."""
+    questions = [Question(text=t, relevant=r) for _item, t, r in question_records(path) if r]
     if not questions:
         raise InputError(f"{path}: no questions with relevant_pmids")
     return questions

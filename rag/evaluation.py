@@ -10,7 +10,6 @@ Per question set:
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Iterator, Sequence
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexes.evaluation import eval_library
+from indexes.evaluation import eval_library, question_records
 from ingest.errors import InputError
 from ingest.settings import Settings, get_settings
 from rag.ask import Answerer
@@ -35,28 +34,15 @@ class AnswerQuestion:
 
 
 def read_answer_questions(path: str | Path, limit: int | None = None) -> list[AnswerQuestion]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such questions file")
     out = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                text = item["question"]
-                relevant = {int(p) for p in item.get("relevant_pmids") or []}
-            except (ValueError, KeyError, TypeError) as exc:
-                raise InputError(f"{path}:{number}: not a question record ({exc})") from None
-            label = item.get("answer") if item.get("answer") in LABELS else None
-            exact = item.get("exact_answer")
-            if label is None and item.get("type") == "yesno" and isinstance(exact, str):
-                label = exact.strip().lower() if exact.strip().lower() in LABELS else None
-            if isinstance(text, str) and text.strip():
-                out.append(AnswerQuestion(text=text, relevant=relevant, label=label))
-            if limit is not None and len(out) >= limit:
-                break
+    for item, text, relevant in question_records(path):
+        label = item.get("answer") if item.get("answer") in LABELS else None
+        exact = item.get("exact_answer")
+        if label is None and item.get("type") == "yesno" and isinstance(exact, str):
+            label = exact.strip().lower() if exact.strip().lower() in LABELS else None
+        out.append(AnswerQuestion(text=text, relevant=relevant, label=label))
+        if limit is not None and len(out) >= limit:
+            break
     if not out:
         raise InputError(f"{path}: no questions")
     return out
