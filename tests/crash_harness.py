@@ -140,11 +140,13 @@ def run_killed(
     total: int,
     timeout: float = TIMEOUT,
 ) -> Kill:
-    """Start the command and SIGKILL it: at a random delay within ``duration`` (mode "delay"), or once
-    ``progress()`` reaches a random point between where it stands and ``total`` (mode "progress")."""
+    """Start the command and SIGKILL it: at a random delay within ``duration`` (the length of a whole run;
+    mode "delay"), or once ``progress()`` reaches a random point between where it stands and ``total``
+    (mode "progress")."""
     start_at = progress()
     target = rng.randint(start_at + 1, total) if total > start_at else total
-    delay = rng.uniform(0.0, duration)
+    # a restarted run has only the rest to do: draw the delay within about its length
+    delay = rng.uniform(0.0, duration * max(0.25, (total - start_at) / total if total else 1.0))
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(
             args,
