@@ -37,6 +37,7 @@ MEDLINE_2016 = XML / "medline16n0902.xml.gz"
 PUBMED4 = SHARED_DATA / "fixtures" / "entrez" / "pubmed4.xml"
 QUESTIONS = ("cancer treatment", "blood pressure in children", "protein expression", "patients surgery")
 MODES = ("bm25", "dense", "hybrid")
+ARTICLES_BEFORE = 5  # in the library fixture
 
 
 def read_until(home: str, stop: str, *, fresh: bool, name: str) -> dict[str, Any]:
@@ -175,3 +176,28 @@ def test_two_writers_at_once_both_finish(tmp_path: Path) -> None:
     assert library_of(home) == library_of(reference)
     assert fts_integrity(home) == "ok"
     assert fts_probe(home) == fts_probe(reference)
+
+
+def test_a_reader_that_read_the_manifest_just_before_a_commit_loads_the_new_index(
+    library: Path, tmp_path: Path
+) -> None:
+    """The race the first test found, made certain: a reader reads the manifest, another process commits
+    a newer index and removes the file it named, then the reader opens that file."""
+    settings = Settings(home=library)
+    with Store.open(settings) as reader, Store.open(settings) as writer:
+        stale = DenseIndex(reader, settings).manifest()
+        ingest_files(writer, [MEDLINE_2016], progress=False, workers=False)
+        DenseIndex(writer, settings, embedder=FakeEmbedder(64)).update(progress=False)
+        assert not (settings.index_dir / stale.file).exists()
+
+        class ReadJustBeforeTheCommit(DenseIndex):
+            reads = 0
+
+            def manifest(self) -> Any:
+                self.reads += 1
+                return stale if self.reads == 1 else super().manifest()
+
+        dense = ReadJustBeforeTheCommit(reader, settings, embedder=FakeEmbedder(64))
+        assert len(dense.load()) == len(DenseIndex(reader, settings).load()) > ARTICLES_BEFORE
+        hits = Searcher(reader, settings, embedder=FakeEmbedder(64)).search("cancer", 5, mode="dense")
+        assert hits
