@@ -79,9 +79,7 @@ def relevance(answerer: Answerer, question: str, exclude: set[int], k: int) -> f
     hits = [h for h in hits if h.pmid not in exclude][:k]
     if not hits:
         return 0.0
-    evidence = answerer._evidence(question, hits)
-    usable = [i for i, s in enumerate(evidence.sentences) if not s.instruction_like]
-    return float(np.max(evidence.vectors[usable] @ evidence.question_vector)) if usable else 0.0
+    return answerer._evidence(question, hits).relevance() or 0.0
 
 
 def support_scores(

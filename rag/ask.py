@@ -14,12 +14,20 @@ from typing import Any
 import numpy as np
 
 from indexes.hit import Filters, Hit
-from indexes.search import MODES, Searcher
+from indexes.search import Searcher
 from ingest.errors import InputError, MedlitError
 from ingest.settings import Settings, get_settings
 from ingest.store import Store
 from rag.answer import INSUFFICIENT, Answer, AnswerSentence, Citation, Trace, with_marks
-from rag.generators import Draft, Evidence, GenerationError, Source, make_generator, parse_model_text
+from rag.generators import (
+    Draft,
+    Evidence,
+    GenerationError,
+    Source,
+    is_insufficient,
+    make_generator,
+    read_verdict,
+)
 from rag.sentences import SourceSentence, article_sentences
 from rag.verify import Verifier, split_answer
 
@@ -58,8 +66,6 @@ class Answerer:
         mode = mode or cfg.mode
         if not isinstance(k, int) or not 1 <= k <= MAX_ANSWER_K:
             raise InputError(f"k must be between 1 and {MAX_ANSWER_K} (got {k})")
-        if mode not in MODES:
-            raise InputError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
         filters = filters or Filters()
         timings: dict[str, float] = {}
         started = time.perf_counter()
@@ -80,9 +86,7 @@ class Answerer:
         started = time.perf_counter()
         evidence = self._evidence(question, hits)
         timings["embed_sentences"] = (time.perf_counter() - started) * 1000
-        usable = [i for i, s in enumerate(evidence.sentences) if not s.instruction_like]
-        if usable:
-            trace.relevance = float(np.max(evidence.vectors[usable] @ evidence.question_vector))
+        trace.relevance = evidence.relevance()
         return hits, evidence, trace
 
     def _evidence(self, question: str, hits: list[Hit]) -> Evidence:
@@ -150,6 +154,9 @@ class Answerer:
     ) -> Answer:
         """Answer ``question`` from the library, with citations verified against what was retrieved."""
         _hits, evidence, trace = self.retrieve(question, k=k, filters=filters, mode=mode)
+        return self._answer(question, trace, evidence)
+
+    def _answer(self, question: str, trace: Trace, evidence: Evidence | None) -> Answer:
         early = self._precheck(question, trace, evidence)
         if early is not None or evidence is None:
             return early  # type: ignore[return-value]
@@ -165,10 +172,7 @@ class Answerer:
             )
         started = time.perf_counter()
         verifier = Verifier(evidence, self.embedder, self.settings.answer.support_threshold)
-        if draft.sentences is not None:
-            verifier.check(draft.sentences)
-        else:
-            verifier.check_text(draft.text)
+        verifier.check_draft(draft)
         trace.timings_ms["verify"] = (time.perf_counter() - started) * 1000
         return self._finish(question, trace, verifier, draft.verdict)
 
@@ -228,9 +232,10 @@ class Answerer:
                 return
             stream = getattr(self.generator, "stream", None)
             if stream is None:
-                answer = self.ask(question, k=k, filters=filters, mode=mode)
+                answer = self._answer(question, trace, evidence)
                 for sentence in answer.sentences:
-                    yield _sentence_event(sentence, answer.citations)
+                    numbers = set(sentence.citations)
+                    yield _sentence_event(sentence, [c for c in answer.citations if c.number in numbers])
                 yield {"event": "answer", "data": answer.to_dict()}
                 return
             yield from self._stream_model(question, trace, evidence, stream)
@@ -248,26 +253,20 @@ class Answerer:
             if not head_done:
                 if "\n" not in text and len(text) < 40:
                     continue  # a "Verdict: yes" line may still be arriving
-                head = parse_model_text(text)
-                verdict, head_done = head.verdict, True
-                offset = len(text) - len(text.lstrip())
-                if verdict is not None:
-                    offset = text.index(head.text[:20]) if head.text else len(text)
-                text = text[offset:]
+                verdict, start = read_verdict(text)
+                text, head_done = text[start:], True
             pieces = split_answer(text)
             # a sentence is complete once the next one has begun with words (not a "[2" still arriving)
             if len(pieces) - 1 <= emitted or pieces[-1].lstrip().startswith(("[", "(")):
                 continue
             for sentence in verifier.check_text(" ".join(pieces[emitted:-1])):
-                yield _sentence_event(
-                    sentence, [verifier.citation(p) for p in _new_pmids(verifier, sentence)]
-                )
+                yield _sentence_event(sentence, verifier.cited(sentence))
             emitted = len(pieces) - 1
         if not head_done:
-            tail = parse_model_text(text)
-            verdict, text = tail.verdict, tail.text
-        pieces = split_answer(text)
-        if not verifier.sentences and parse_model_text(" ".join(pieces[emitted:])).insufficient:
+            verdict, start = read_verdict(text)
+            text = text[start:]
+        rest = " ".join(split_answer(text)[emitted:])
+        if not verifier.sentences and is_insufficient(rest):
             answer = _abstain(
                 question,
                 trace,
@@ -276,23 +275,14 @@ class Answerer:
             )
             yield {"event": "answer", "data": answer.to_dict()}
             return
-        for sentence in verifier.check_text(" ".join(pieces[emitted:])):
-            yield _sentence_event(sentence, [verifier.citation(p) for p in _new_pmids(verifier, sentence)])
+        for sentence in verifier.check_text(rest):
+            yield _sentence_event(sentence, verifier.cited(sentence))
         trace.timings_ms["generate_and_verify"] = (time.perf_counter() - started) * 1000
         yield {"event": "answer", "data": self._finish(question, trace, verifier, verdict).to_dict()}
 
 
-def _new_pmids(verifier: Verifier, sentence: AnswerSentence) -> list[int]:
-    by_number = {number: pmid for pmid, number in verifier.numbers.items()}
-    return [by_number[n] for n in sentence.citations]
-
-
-def _sentence_event(sentence: AnswerSentence, citations: list[Citation]) -> dict[str, Any]:
-    numbers = set(sentence.citations)
-    return {
-        "event": "sentence",
-        "data": {**sentence.to_dict(), "cited": [c.to_dict() for c in citations if c.number in numbers]},
-    }
+def _sentence_event(sentence: AnswerSentence, cited: list[Citation]) -> dict[str, Any]:
+    return {"event": "sentence", "data": {**sentence.to_dict(), "cited": [c.to_dict() for c in cited]}}
 
 
 def _nothing_found(trace: Trace) -> str:

@@ -68,6 +68,18 @@ class Evidence:
     def by_pmid(self) -> dict[int, Source]:
         return {s.pmid: s for s in self.sources}
 
+    @property
+    def usable(self) -> np.ndarray:
+        """Boolean mask of the sentences that may serve as evidence (not instruction-like)."""
+        return np.array([not s.instruction_like for s in self.sentences], dtype=bool)
+
+    def relevance(self) -> float | None:
+        """The best question-to-sentence similarity among usable sentences (None when there are none)."""
+        usable = self.usable
+        if not usable.any():
+            return None
+        return float(np.max(self.vectors[usable] @ self.question_vector))
+
 
 @dataclass(slots=True)
 class DraftSentence:
@@ -226,15 +238,24 @@ _VERDICT = re.compile(r"^\s*\**verdict\**\s*:\s*\**\s*(yes|no|maybe)\b\**\s*[.:]
 _INSUFFICIENT = re.compile(r"^\W*insufficient evidence\W*$", re.I)
 
 
+def read_verdict(text: str) -> tuple[str | None, int]:
+    """The "Verdict: yes|no|maybe" an answer opens with (or None), and where the answer proper starts."""
+    match = _VERDICT.match(text)
+    if match is None:
+        return None, len(text) - len(text.lstrip())
+    return match.group(1).lower(), match.end()
+
+
+def is_insufficient(text: str) -> bool:
+    """The model's reply says the sources do not answer the question (or it said nothing)."""
+    return bool(_INSUFFICIENT.match(text.strip())) or not text.strip()
+
+
 def parse_model_text(text: str) -> Draft:
     """A model's raw answer into a draft: the verdict line and the "INSUFFICIENT EVIDENCE" reply read."""
-    verdict = None
-    match = _VERDICT.match(text)
-    if match:
-        verdict = match.group(1).lower()
-        text = text[match.end() :]
-    insufficient = bool(_INSUFFICIENT.match(text.strip())) or not text.strip()
-    return Draft(text=text.strip(), verdict=verdict, insufficient=insufficient)
+    verdict, start = read_verdict(text)
+    text = text[start:]
+    return Draft(text=text.strip(), verdict=verdict, insufficient=is_insufficient(text))
 
 
 class StreamingGenerator(Protocol):

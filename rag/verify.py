@@ -56,12 +56,16 @@ class Verifier:
         self.embedder = embedder
         self.threshold = support_threshold
         self.by_pmid = evidence.by_pmid()
-        self.usable = np.array([not s.instruction_like for s in evidence.sentences], dtype=bool)
+        self.usable = evidence.usable
         self.owner = np.array([s.pmid for s in evidence.sentences], dtype=np.int64)
         self.numbers: dict[int, int] = {}
         self.quotes: dict[int, tuple[float, str]] = {}
         self.removed: list[RemovedCitation] = []
         self.sentences: list[AnswerSentence] = []
+
+    def check_draft(self, draft: Draft) -> list[AnswerSentence]:
+        """A whole draft: its structured sentences, or its text with markers."""
+        return self.check(draft.sentences) if draft.sentences is not None else self.check_text(draft.text)
 
     def check_text(self, text: str) -> list[AnswerSentence]:
         """Model text (with [n] / PMID markers) → verified sentences."""
@@ -141,6 +145,11 @@ class Verifier:
             doi=source.doi,
         )
 
+    def cited(self, sentence: AnswerSentence) -> list[Citation]:
+        """The citations of one verified sentence, in its order."""
+        by_number = {number: pmid for pmid, number in self.numbers.items()}
+        return [self.citation(by_number[n]) for n in sentence.citations]
+
     def result(self) -> Verified:
         citations = [self.citation(pmid) for pmid in self.numbers]
         return Verified(sentences=list(self.sentences), citations=citations, removed=list(self.removed))
@@ -149,10 +158,7 @@ class Verifier:
 def verify(draft: Draft, evidence: Evidence, embedder: object, support_threshold: float) -> Verified:
     """Every sentence of a draft checked at once."""
     verifier = Verifier(evidence, embedder, support_threshold)
-    if draft.sentences is not None:
-        verifier.check(draft.sentences)
-    else:
-        verifier.check_text(draft.text)
+    verifier.check_draft(draft)
     return verifier.result()
 
 
