@@ -49,9 +49,11 @@ _IDENTIFIERS = re.compile(
     )""",
     re.IGNORECASE | re.VERBOSE,
 )
-# Numbers that are part of a medical term: "type 2 diabetes", "stage 3", "phase II", "grade 4".
-_QUALIFIED_NUMBER = re.compile(r"\b(type|stage|grade|phase|class)\s+(\d{1,2}|i{1,3}v?|iv|v)\b", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*[A-Za-z0-9]|[A-Za-z]")
+# A token: a number that is part of a medical term ("type 2 diabetes", "stage 3", "phase II"), or a word.
+_TOKEN = re.compile(
+    r"\b(?:type|stage|grade|phase|class)\s+(?:\d{1,2}|i{1,3}v?|iv|v)\b|" + _WORD.pattern, re.I
+)
 
 
 @dataclass(slots=True)
@@ -65,25 +67,23 @@ def medical_query(question: str, conn: sqlite3.Connection | None = None) -> Medi
     """The PubMed query made of the question's medical terms only."""
     text = _NAME_CUES.sub(" ", question)
     text = _IDENTIFIERS.sub(" ", text)
-    text = _QUALIFIED_NUMBER.sub(lambda m: f"{m.group(1).lower()}_{m.group(2).lower()}", text)
-    words = _WORD.findall(text.replace("_", "UNDERSCORE"))
+    tokens = _TOKEN.findall(text)
     total = len(_WORD.findall(question))
     vocabulary = _Vocabulary(conn)
     terms: list[str] = []
-    for position, raw in enumerate(words):
-        if "UNDERSCORE" in raw:  # "type 2": kept as a phrase, it qualifies the next term
-            phrase = f'"{raw.replace("UNDERSCORE", " ")}"'
+    for position, word in enumerate(tokens):
+        if " " in word or "\t" in word:  # "type 2": kept as a phrase, it qualifies the next term
+            phrase = '"' + " ".join(word.lower().split()) + '"'
             if phrase not in terms:
                 terms.append(phrase)
             continue
-        word = raw
         lower = word.lower().strip("'-")
-        if any(ch.isdigit() for ch in lower) and (lower.isdigit() or not vocabulary.knows(lower)):
-            continue  # bare numbers leave nothing useful; codes unknown to the literature may identify
-        if len(lower) < 3 or (lower in _STOPWORDS and lower not in _ALWAYS):
-            continue
-        capitalised = word[0].isupper() and not word.isupper()
+        if len(lower) < 3 or lower.isdigit() or (lower in _STOPWORDS and lower not in _ALWAYS):
+            continue  # bare numbers leave nothing useful
         known = vocabulary.knows(lower)
+        if not known and any(ch.isdigit() for ch in lower):
+            continue  # a code unknown to the literature may identify someone
+        capitalised = word[0].isupper() and not word.isupper()
         if capitalised and position > 0 and not known:
             continue  # a name, a place, an institution: stays here
         if not known and not (vocabulary.empty and _medical_looking(lower)):
