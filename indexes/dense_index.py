@@ -14,7 +14,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 from indexes.passages import document_text, passages, pmids_of, vector_ids
 from ingest.errors import LibraryError
 from ingest.settings import Settings
-from ingest.store import Store
+from ingest.store import Store, now
 
 NAME = "dense"
 EMBEDDABLE = "(a.title != '' OR a.has_abstract = 1)"
@@ -120,10 +119,6 @@ def single_threaded() -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class DenseIndex:
@@ -326,7 +321,7 @@ class DenseIndex:
             checksum=checksum,
             kind=vindex.spec.kind,
             file=file,
-            created_at=_now(),
+            created_at=now(),
             extra={
                 "passages": self.settings.index.passages,
                 "passage_words": self.settings.index.passage_words,

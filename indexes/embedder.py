@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -34,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ingest.durable import atomic_path
 from ingest.errors import InputError
 from ingest.progress import progress_bar
 
@@ -415,27 +415,6 @@ def _model_digest(directory: Path) -> str:
 
 
 @contextlib.contextmanager
-def _atomic_target(target: Path) -> Iterator[Path]:
-    """A temporary path beside ``target``; on success it is fsynced and renamed over ``target``."""
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-@contextlib.contextmanager
 def _exclusive(lock_file: Path) -> Iterator[None]:
     """Hold an flock so two processes do not export the same model at once (no-op where fcntl is missing)."""
     try:
@@ -481,7 +460,7 @@ def _export_fp32(directory: Path, target: Path, tokenizer: Any) -> list[str]:
             return self.model(**dict(zip(names, inputs, strict=True)))[0]
 
     axes = {name: {0: "batch", 1: "sequence"} for name in [*names, "token_embeddings"]}
-    with _atomic_target(target) as tmp, warnings.catch_warnings(), torch.no_grad():
+    with atomic_path(target) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings of the TorchScript exporter
         torch.onnx.export(
             TokenEmbeddings(),
@@ -525,7 +504,7 @@ def _quantize_int8(source: Path, target: Path) -> None:
     shape_inference = _require("onnxruntime.quantization.shape_inference", "quantising the ONNX model")
     prepared = target.with_name(f".{target.name}.pre-{os.getpid()}.tmp")
     try:
-        with _atomic_target(target) as tmp, _quiet_quantizer_logs():
+        with atomic_path(target) as tmp, _quiet_quantizer_logs():
             # ONNX Runtime's recommended pre-processing (ONNX shape inference, basic graph optimisation)
             shape_inference.quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
             quantization.quantize_dynamic(
@@ -629,7 +608,7 @@ class OnnxEmbedder(_TokenizerEmbedder):
                 manifest["quantize_seconds"] = round(time.perf_counter() - started, 2)
                 manifest["quantization"] = "dynamic int8, per-channel QInt8 weights"
             manifest["versions"] = _package_versions()
-            with _atomic_target(manifest_path) as tmp:
+            with atomic_path(manifest_path) as tmp:
                 tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
             self.exported = True
         return wanted

@@ -49,6 +49,7 @@ from indexes.hit import Filters
 from ingest.errors import EntrezError, InputError, LibraryError, MedlitError
 from ingest.redaction import register_secret
 from ingest.settings import ServeSettings, Settings, get_settings
+from rag import medlit_version
 from rag.generators import GenerationError
 from rag.library import Library, make_filters
 
@@ -496,15 +497,6 @@ class Jobs:
 # ----- the app ------------------------------------------------------------------------------------------
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("medlit")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def _sse(event: dict[str, Any]) -> str:
     return f"event: {event['event']}\ndata: {json.dumps(event['data'], ensure_ascii=False)}\n\n"
 
@@ -550,7 +542,7 @@ def create_app(library: Library | None = None, settings: Settings | None = None)
 
     app = FastAPI(
         title="medlit",
-        version=_version(),
+        version=medlit_version(),
         description="Search a local PubMed library and get short answers whose every sentence cites the "
         "retrieved articles, verified by code. Answers support, and do not replace, a clinician's "
         "judgement.",
@@ -689,7 +681,7 @@ def create_app(library: Library | None = None, settings: Settings | None = None)
 
             index = DenseIndex(lib.store, lib.settings).info()
             index.pop("path", None)
-            return {"status": "ok", "version": _version(), "library": stats, "index": index}
+            return {"status": "ok", "version": medlit_version(), "library": stats, "index": index}
 
         return await run(read)
 

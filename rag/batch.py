@@ -36,7 +36,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -44,10 +43,13 @@ import numpy as np
 
 from indexes.hit import Filters
 from indexes.ray_embedder import check_engine, ray_session, require_ray, unwrap_ray_error
+from ingest.durable import write_atomically
 from ingest.errors import InputError, LibraryError, MedlitError
 from ingest.progress import progress_bar
 from ingest.redaction import redact
 from ingest.settings import Settings, get_settings
+from ingest.store import now
+from rag import medlit_version
 from rag.library import Library, make_filters
 
 log = logging.getLogger("medlit.batch")
@@ -327,29 +329,6 @@ def _result_line(line: bytes) -> dict[str, Any] | None:
     return data
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    try:
-        with temp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 @contextlib.contextmanager
 def _exclusive(results: Path) -> Iterator[None]:
     """One job writes a results file at a time (an flock on ``RESULTS.jsonl.lock``)."""
@@ -452,19 +431,6 @@ class BatchReport:
         }
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("medlit")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def run_batch(
     questions: str | Path | Iterable[Question | dict[str, Any] | str],
     out_path: str | Path,
@@ -519,7 +485,7 @@ def run_batch(
     out.parent.mkdir(parents=True, exist_ok=True)
     stop = _Stop(cancel)
     result = BatchReport(results=out, manifest=manifest_path(out), engine=engine, workers=workers)
-    result.started_at = _now()
+    result.started_at = now()
     started = time.perf_counter()
     try:
         with _exclusive(out):
@@ -546,7 +512,7 @@ def run_batch(
                 stop.set()
                 writer.close()
                 handle.close()
-                result.finished_at = _now()
+                result.finished_at = now()
                 result.seconds = time.perf_counter() - started
                 _write_manifest(result, settings, info, ray_address, questions)
         if report_path is not None:
@@ -626,7 +592,7 @@ def _write_manifest(
         elif isinstance(old, dict):
             previous = old.get("previous_runs", [])
     data = {
-        "medlit_version": _version(),
+        "medlit_version": medlit_version(),
         "results": result.results.name,
         "questions": str(source) if isinstance(source, str | Path) else None,
         "status": result.status,

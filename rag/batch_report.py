@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingest.durable import write_atomically
 from ingest.errors import InputError
 from rag.answer import DISCLAIMER
-from rag.batch import read_results, write_atomically
+from rag.batch import read_results
 
 
 def report_format(path: Path) -> str:
