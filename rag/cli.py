@@ -536,40 +536,51 @@ def eval_group() -> None:
     """Measure medlit on question sets with known answers."""
 
 
+def eval_library_options(fn: F) -> F:
+    """--corpus, --questions, --distractors, --keep: the throwaway library an evaluation runs against."""
+    options = [
+        click.option(
+            "--corpus",
+            "corpora",
+            multiple=True,
+            required=True,
+            type=click.Path(path_type=Path),
+            help="JSONL corpus of the library (repeatable: the corpora are searched together).",
+        ),
+        click.option(
+            "--questions",
+            "question_files",
+            multiple=True,
+            required=True,
+            type=click.Path(path_type=Path),
+            help="JSONL with question, relevant_pmids and, for yes/no sets, answer or exact_answer "
+            "(repeatable).",
+        ),
+        click.option(
+            "--distractors",
+            multiple=True,
+            type=click.Path(path_type=Path),
+            help="PubMed XML files added to the corpus as distractors (repeatable).",
+        ),
+        click.option(
+            "--keep",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Build the library and index in this directory and keep them (default: a temporary one).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @eval_group.command("retrieval")
-@click.option(
-    "--corpus",
-    "corpora",
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="JSONL corpus to search (repeatable: the corpora are searched together).",
-)
-@click.option(
-    "--questions",
-    "question_files",
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="JSONL with question and relevant_pmids (repeatable).",
-)
+@eval_library_options
 @click.option(
     "--mode", "modes", default="bm25,dense,hybrid", show_default=True, help="Comma-separated modes."
 )
 @click.option(
-    "--distractors",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="PubMed XML files added to the corpus as distractors (repeatable).",
-)
-@click.option(
     "-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Cut-off of the metrics."
-)
-@click.option(
-    "--keep",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Build the library and index in this directory and keep them (default: a temporary one).",
 )
 @json_option
 @quiet_option
@@ -605,22 +616,7 @@ def eval_retrieval(
 
 
 @eval_group.command("answers")
-@click.option(
-    "--corpus",
-    "corpora",
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="JSONL corpus to answer from (repeatable).",
-)
-@click.option(
-    "--questions",
-    "question_files",
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="JSONL with question, relevant_pmids and, for yes/no sets, answer or exact_answer (repeatable).",
-)
+@eval_library_options
 @click.option(
     "--generator",
     type=click.Choice(["extractive", "openai", "local"]),
@@ -628,16 +624,7 @@ def eval_retrieval(
     help="Answer generator.",
 )
 @click.option(
-    "--distractors", multiple=True, type=click.Path(path_type=Path), help="PubMed XML distractor files."
-)
-@click.option(
     "--limit", type=click.IntRange(1), default=None, help="Only the first N questions of each file."
-)
-@click.option(
-    "--keep",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Build the library in this directory and keep it (default: a temporary one).",
 )
 @json_option
 @quiet_option
