@@ -27,6 +27,8 @@ from xml.sax.saxutils import escape
 
 from lxml import etree
 
+from tests.local_server import LocalServer
+
 SHARED_DATA = Path(
     os.environ.get("MEDLIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
@@ -238,10 +240,13 @@ def _parse_day(text: str, *, end: bool) -> date:
 # ------------------------------------------------------------------------------------------------ server
 
 
-class FakeEutils:
+class FakeEutils(LocalServer):
     """``with FakeEutils(corpus) as fake: ...``; ``fake.url`` is the E-utilities base URL."""
 
+    path = "/entrez/eutils/"
+
     def __init__(self, corpus: Iterable[tuple[int, date]] | int = 50, *, real_records: bool = True) -> None:
+        super().__init__()
         pairs = synthetic_corpus(corpus) if isinstance(corpus, int) else list(corpus)
         self.real: dict[int, bytes] = {}
         if real_records:
@@ -255,36 +260,11 @@ class FakeEutils:
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._history: dict[str, list[list[int]]] = {}
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------------- lifecycle
 
-    def start(self) -> FakeEutils:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeEutils:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start the server first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/entrez/eutils/"
+    def _parts(self) -> tuple[type[ThreadingHTTPServer], type[BaseHTTPRequestHandler]]:
+        return _Server, _Handler
 
     # ------------------------------------------------------------------------------------- scripting
 

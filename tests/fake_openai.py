@@ -21,7 +21,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
+
+from tests.local_server import LocalServer
 
 _SOURCE_TAG = re.compile(r'<source number="(\d+)" pmid="(\d+)">')
 
@@ -103,46 +105,32 @@ class Reply:
 
 
 @dataclass
-class FakeOpenAI:
+class FakeOpenAI(LocalServer):
     """``with FakeOpenAI() as fake: ...``; ``fake.url`` is the API base URL (ends in /v1)."""
 
     default: Reply = field(default_factory=lambda: Reply.answer("INSUFFICIENT EVIDENCE"))
     requests: list[ChatRequest] = field(default_factory=list)
     replies: deque[Reply] = field(default_factory=deque)
 
+    path = "/v1"
+
     def __post_init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._release = threading.Event()  # ends every stall when the server stops
-        self._server: _Server | None = None
 
     # ----- lifecycle -----
 
-    def start(self) -> FakeOpenAI:
+    def _parts(self) -> tuple[type[ThreadingHTTPServer], type[BaseHTTPRequestHandler]]:
+        return _Server, _Handler
+
+    def start(self) -> Self:
         self._release.clear()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
         self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start the server first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        super().stop()
 
     # ----- scripting -----
 
