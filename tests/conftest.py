@@ -16,3 +16,15 @@ SHARED_DATA = Path(
 def shared_data() -> Path:
     """The shared data folder (``MEDLIT_SHARED_DATA``, default ``../shared/data`` beside the repository)."""
     return SHARED_DATA
+
+
+@pytest.fixture
+def fake_model_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh ``MEDLIT_HOME`` with the deterministic FakeEmbedder, and the answer thresholds on its scale
+    (its similarities are word overlaps, not the default model's cosines). Returns the home directory."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("MEDLIT_HOME", str(home))
+    monkeypatch.setenv("MEDLIT_EMBEDDING__BACKEND", "fake")
+    monkeypatch.setenv("MEDLIT_ANSWER__ABSTAIN_THRESHOLD", "0.45")
+    monkeypatch.setenv("MEDLIT_ANSWER__SUPPORT_THRESHOLD", "0.6")
+    return home

@@ -99,11 +99,8 @@ def faithful(r: ChatRequest) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("MEDLIT_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MEDLIT_EMBEDDING__BACKEND", "fake")
+def settings(fake_model_env: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("MEDLIT_ANSWER__SUPPORT_THRESHOLD", str(SUPPORT))
-    monkeypatch.setenv("MEDLIT_ANSWER__ABSTAIN_THRESHOLD", "0.45")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     return Settings()
 

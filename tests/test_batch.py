@@ -44,11 +44,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("MEDLIT_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MEDLIT_EMBEDDING__BACKEND", "fake")
-    monkeypatch.setenv("MEDLIT_ANSWER__ABSTAIN_THRESHOLD", "0.45")
-    monkeypatch.setenv("MEDLIT_ANSWER__SUPPORT_THRESHOLD", "0.6")
+def settings(fake_model_env: Path) -> Settings:
     return Settings()
 
 

@@ -82,12 +82,7 @@ METADATA = {
 
 
 @pytest.fixture
-def library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Library]:
-    monkeypatch.setenv("MEDLIT_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MEDLIT_EMBEDDING__BACKEND", "fake")
-    # the FakeEmbedder's similarities are word overlaps: thresholds on its scale (as in test_answer.py)
-    monkeypatch.setenv("MEDLIT_ANSWER__ABSTAIN_THRESHOLD", "0.45")
-    monkeypatch.setenv("MEDLIT_ANSWER__SUPPORT_THRESHOLD", "0.6")
+def library(tmp_path: Path, fake_model_env: Path) -> Iterator[Library]:
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(a) + "\n" for a in ARTICLES))
     with Library(settings=Settings(), embedder=FakeEmbedder(64)) as library:
