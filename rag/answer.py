@@ -171,7 +171,8 @@ class Answer:
         title = f"[{shown}]({c.url})" if markdown else shown
         link = "" if markdown else f"  {c.url}"
         bold = "**" if markdown and c.retracted else ""
-        return f"[{c.number}] {bold}{flag}{bold}{title} ({where}) PMID {c.pmid}{link}"
+        number = f"{c.number}." if markdown else f"[{c.number}]"
+        return f"{number} {bold}{flag}{bold}{title} ({where}) PMID {c.pmid}{link}"
 
     def _sentence_text(self, s: AnswerSentence) -> str:
         flag = (
@@ -212,10 +213,7 @@ class Answer:
             lines.append(" ".join(self._sentence_text(s) for s in self.sentences))
             if self.citations:
                 lines += ["", "**Citations**", ""]
-                lines += [
-                    f"{i}. " + self._citation_line(c, markdown=True)[len(f"[{c.number}] ") :]
-                    for i, c in ((c.number, c) for c in self.citations)
-                ]
+                lines += [self._citation_line(c, markdown=True) for c in self.citations]
                 lines += [""] + [f"> [{c.number}] {c.quote}" for c in self.citations]
             if self.removed_citations:
                 lines += [
