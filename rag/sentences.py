@@ -125,7 +125,19 @@ class Marker:
 
 
 def citation_markers(sentence: str) -> tuple[str, list[Marker]]:
-    """The sentence without its citation markers, and the markers in order. Ranges "[1-3]" expand."""
+    """The sentence without its citation markers, and the markers in order. Ranges "[1-3]" expand.
+
+    Removing one marker can join the text around it into another ("[0()]" becomes "[0]" once the
+    empty parentheses go), so markers are taken until none is left: no marker survives in the text.
+    """
+    text, markers = _take_markers(sentence)
+    while text and (_CITATION_GROUP.search(text) or _PMID_MENTION.search(text)):
+        text, more = _take_markers(text)
+        markers.extend(more)
+    return text, markers
+
+
+def _take_markers(sentence: str) -> tuple[str, list[Marker]]:
     markers: list[Marker] = []
     for group in _CITATION_GROUP.finditer(sentence):
         inner = group.group(0)[1:-1]
