@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing
 import os
@@ -18,6 +19,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -122,6 +124,24 @@ def _prepared_batches(
         yield [prepare(r) if isinstance(r, Article) else r for r in batch]
 
 
+@contextmanager
+def _few_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector rarely while records stream through.
+
+    A batch of parsed records is ~100,000 small acyclic objects held for a moment; with CPython's default
+    thresholds (a collection every 700 allocations) the collector rescans them over and over, ~10% of the
+    parse's CPU. Objects alive before (modules, the library's own) are frozen out of its scans.
+    """
+    old = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
+
+
 def _exit_with_parent() -> None:
     """End this child process as soon as its parent is gone (killed: SIGKILL, the OOM killer).
 
@@ -142,8 +162,9 @@ def _parse_worker(path: str, skip: int, batch_size: int, out: Any) -> None:
     """Runs in a child process: parse and prepare batches, hand them to the writer through a queue."""
     _exit_with_parent()
     try:
-        for batch in _prepared_batches(path, skip, batch_size):
-            out.put(("batch", batch))
+        with _few_collections():
+            for batch in _prepared_batches(path, skip, batch_size):
+                out.put(("batch", batch))
     except InputError as exc:
         out.put(("error", str(exc)))
     except BaseException as exc:
@@ -213,12 +234,8 @@ def ingest_files(
         raise InputError("no PubMed XML files found in the paths given")
     checks = [_check_file(path) for path in files]  # every file is checked before any is applied
     run_id = store.start_run("files", {"paths": [str(c.path) for c in checks]})
-    bulk = store.begin_bulk_load()
-    try:
+    with _few_collections():
         return _apply_files(store, checks, run_id, batch_size, progress, parse, workers)
-    finally:
-        if bulk:
-            store.end_bulk_load()
 
 
 def _apply_files(

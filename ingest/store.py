@@ -2,8 +2,8 @@
 
 SQLite in WAL mode through sqlite-utils. Articles are stored whole (the ``record`` JSON is the faithful
 ``Article``) with the columns search filters need, plus side tables for publication types and MeSH, an
-FTS5 index over title + abstract kept in sync by triggers, ingest runs with counts that add up, processed
-files, failures with reasons and tombstones of deleted PMIDs.
+FTS5 index over title + abstract written in the same transaction as the articles, ingest runs with counts
+that add up, processed files, failures with reasons and tombstones of deleted PMIDs.
 """
 
 from __future__ import annotations
@@ -167,7 +167,6 @@ class Store:
         self.db = Database(conn)
         try:
             migrate(self.db)
-            self.end_bulk_load()  # finishes a bulk load a killed process left behind
         except sqlite3.DatabaseError as exc:
             raise LibraryError(f"{self.path}: cannot open the library ({exc})") from None
 
@@ -267,48 +266,6 @@ class Store:
 
     def integrity_check(self) -> str:
         return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
-
-    # ----- bulk loading ------------------------------------------------------------------------
-
-    _BULK_KEY = "fts_triggers_set_aside"
-
-    def begin_bulk_load(self) -> bool:
-        """Into an empty library: set the FTS5 triggers aside (one rebuild at the end is ~2x cheaper than
-        indexing row by row). Returns whether it did; ``end_bulk_load`` must follow, and runs by itself
-        when the next Store opens if the process was killed."""
-        with self.transaction() as conn:
-            if conn.execute("SELECT 1 FROM articles LIMIT 1").fetchone() is not None:
-                return False
-            if conn.execute("SELECT 1 FROM library_state WHERE key = ?", (self._BULK_KEY,)).fetchone():
-                return False
-            triggers = conn.execute(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'articles'"
-            ).fetchall()
-            if not triggers:
-                return False
-            conn.execute(
-                "INSERT INTO library_state (key, value) VALUES (?, ?)", (self._BULK_KEY, json.dumps(triggers))
-            )
-            for name, _sql in triggers:
-                conn.execute(f'DROP TRIGGER "{name}"')
-        return True
-
-    def end_bulk_load(self) -> None:
-        """Rebuild the FTS5 index from the articles and put its triggers back (no-op unless bulk loading)."""
-        if not self.conn.execute("SELECT 1 FROM library_state WHERE key = ?", (self._BULK_KEY,)).fetchone():
-            return
-        with self.transaction() as conn:
-            row = conn.execute("SELECT value FROM library_state WHERE key = ?", (self._BULK_KEY,)).fetchone()
-            if row is None:
-                return
-            conn.execute("INSERT INTO articles_fts (articles_fts) VALUES ('rebuild')")
-            existing = {
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
-            }
-            for name, sql in json.loads(row[0]):
-                if name not in existing:
-                    conn.execute(sql)
-            conn.execute("DELETE FROM library_state WHERE key = ?", (self._BULK_KEY,))
 
     # ----- runs ----------------------------------------------------------------------------------
 
@@ -474,6 +431,15 @@ class Store:
             (updates if pmid in before else inserts).append(row)
         changed = [(pmid,) for pmid in final if pmid in before]
         conn = self.conn
+        if changed:
+            # The FTS5 index holds no text of its own (external content): a row leaves it with exactly the
+            # text it was indexed with, so before that text changes.
+            conn.execute(
+                "INSERT INTO articles_fts (articles_fts, rowid, title, abstract) "
+                "SELECT 'delete', pmid, title, abstract FROM articles "
+                "WHERE pmid IN (SELECT value FROM json_each(?))",
+                (json.dumps([pmid for (pmid,) in changed]),),
+            )
         conn.executemany("DELETE FROM article_publication_types WHERE pmid = ?", changed)
         conn.executemany("DELETE FROM article_mesh WHERE pmid = ?", changed)
         conn.executemany("DELETE FROM articles WHERE pmid = ?", removed)
@@ -491,6 +457,13 @@ class Store:
             inserts,
         )
         stored_now = [item for item in final.values() if item is not None]
+        if stored_now:
+            # one INSERT ... SELECT per batch: as cheap as FTS5's 'rebuild', and in the same transaction
+            conn.execute(
+                "INSERT INTO articles_fts (rowid, title, abstract) "
+                "SELECT pmid, title, abstract FROM articles WHERE pmid IN (SELECT value FROM json_each(?))",
+                (json.dumps([item.pmid for item in stored_now]),),
+            )
         conn.executemany("DELETE FROM deleted_articles WHERE pmid = ?", [(i.pmid,) for i in stored_now])
         conn.executemany(
             "INSERT OR IGNORE INTO article_publication_types (name, pmid) VALUES (?, ?)",

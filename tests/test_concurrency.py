@@ -160,7 +160,7 @@ def test_two_writers_at_once_both_finish(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     env = environment(home, MEDLIT_INGEST_BATCH_SIZE=20)
-    # into an empty library: one of them bulk-loads (FTS5 triggers set aside), the other opens it meanwhile
+    # into an empty library: both create and migrate it, then take turns to write batches
     writers = [
         subprocess.Popen(
             medlit("ingest", "files", str(path), "-q"), env=env, cwd=home, stderr=subprocess.PIPE

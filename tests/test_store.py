@@ -1,11 +1,17 @@
-"""The library's own guarantees: bulk loads leave FTS5 in sync even when killed, migrations are recorded."""
+"""The library's own guarantees: the FTS5 index follows every write, older libraries migrate, migrations are
+recorded."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from unittest.mock import patch
 
-from ingest.article import AbstractSection, Article
-from ingest.migrations import MIGRATIONS, applied
+import pytest
+from sqlite_utils import Database
+
+from ingest.article import AbstractSection, Article, Deletion
+from ingest.migrations import MIGRATIONS, applied, migrate
 from ingest.store import Store
 
 
@@ -24,43 +30,91 @@ def triggers(store: Store) -> int:
     return store.conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0]
 
 
-def test_bulk_load_rebuilds_fts_and_restores_triggers(tmp_path: Path) -> None:
+def fts_check(store: Store) -> None:
+    """FTS5's own check that the index matches the articles' text exactly."""
+    store.conn.execute("INSERT INTO articles_fts (articles_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def test_fts_follows_inserts_updates_and_deletions_in_one_batch(tmp_path: Path) -> None:
     store = Store(tmp_path / "library.db")
-    assert triggers(store) == 3
-    assert store.begin_bulk_load()
-    assert triggers(store) == 0
+    assert triggers(store) == 0  # the writer keeps the index, one statement per batch
     run = store.start_run("test", {})
     store.apply(
         [article(1, "Metformin and cancer", "Cohort study."), article(2, "Aspirin", "Stroke.")],
         run_id=run,
-        origin="t",
+        origin="a",
+        origin_rank="a",
     )
-    store.end_bulk_load()
-    assert triggers(store) == 3
     assert fts(store, "metformin") == [1]
-    store.apply([article(3, "Metformin again", "Trial.")], run_id=run, origin="t")  # triggers work again
-    assert fts(store, "metformin") == [1, 3]
+    fts_check(store)
+    store.apply(
+        [
+            article(1, "Insulin and cancer", "Cohort study."),  # a changed record: old words leave
+            Deletion(pmids=[2]),
+            article(3, "Metformin again", "Trial."),
+            article(4, "Statins", "Meta-analysis."),
+            Deletion(pmids=[4]),  # inserted and deleted in the same batch: never indexed
+        ],
+        run_id=run,
+        origin="b",
+        origin_rank="b",
+    )
+    assert fts(store, "metformin") == [3]
+    assert fts(store, "insulin") == [1]
+    assert fts(store, "aspirin") == fts(store, "statins") == []
+    fts_check(store)
 
 
-def test_a_killed_bulk_load_is_finished_by_the_next_open(tmp_path: Path) -> None:
-    path = tmp_path / "library.db"
-    store = Store(path)
-    store.begin_bulk_load()
-    run = store.start_run("test", {})
-    store.apply([article(7, "Statins in the elderly", "Review.")], run_id=run, origin="t")
-    store.conn.close()  # as if killed: end_bulk_load never ran
-    reopened = Store(path)
-    assert triggers(reopened) == 3
-    assert fts(reopened, "statins") == [7]
-    assert reopened.integrity_check() == "ok"
-
-
-def test_bulk_load_only_into_an_empty_library(tmp_path: Path) -> None:
+def test_a_failed_batch_leaves_the_index_as_it_was(tmp_path: Path) -> None:
     store = Store(tmp_path / "library.db")
     run = store.start_run("test", {})
-    store.apply([article(1, "One", "Text.")], run_id=run, origin="t")
-    assert not store.begin_bulk_load()
-    assert triggers(store) == 3
+    store.apply([article(1, "Metformin", "Text.")], run_id=run, origin="t")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.apply_in_transaction([article(2, "Metformin two", "Text.")], run_id=run, origin="t")
+        raise RuntimeError("killed before the commit")
+    assert fts(store, "metformin") == [1]
+    fts_check(store)
+
+
+def _old_library(path: Path, *, killed_in_bulk_load: bool) -> None:
+    """A library as medlit 0.1 before migration 005 left it: FTS5 row triggers, and perhaps a bulk load
+    it was killed in (triggers set aside, the index missing the rows loaded meanwhile)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    db = Database(conn)
+    old = [(name, fn) for name, fn in MIGRATIONS if name < "005"]
+    with patch("ingest.migrations.MIGRATIONS", old):
+        migrate(db)
+    conn.execute(
+        "INSERT INTO articles (pmid, version, title, abstract, has_abstract, retracted, kind, record, "
+        "content_hash) VALUES (1, 1, 'Metformin and cancer', 'Cohort.', 1, 0, 'article', '{}', 'x')"
+    )
+    if killed_in_bulk_load:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]
+        conn.execute("INSERT INTO library_state (key, value) VALUES ('fts_triggers_set_aside', '[]')")
+        for name in names:
+            conn.execute(f'DROP TRIGGER "{name}"')
+        conn.execute(
+            "INSERT INTO articles (pmid, version, title, abstract, has_abstract, retracted, kind, record, "
+            "content_hash) VALUES (2, 1, 'Metformin in the elderly', 'Trial.', 1, 0, 'article', '{}', 'y')"
+        )
+    conn.close()
+
+
+@pytest.mark.parametrize("killed_in_bulk_load", [False, True])
+def test_an_older_library_is_migrated_to_the_writer_kept_index(
+    tmp_path: Path, killed_in_bulk_load: bool
+) -> None:
+    path = tmp_path / "library.db"
+    _old_library(path, killed_in_bulk_load=killed_in_bulk_load)
+    store = Store(path)
+    assert triggers(store) == 0
+    assert fts(store, "metformin") == ([1, 2] if killed_in_bulk_load else [1])
+    assert store.conn.execute("SELECT count(*) FROM library_state").fetchone()[0] == 0
+    fts_check(store)
+    run = store.start_run("test", {})
+    store.apply([article(1, "Insulin", "Cohort.")], run_id=run, origin="t")
+    assert fts(store, "metformin") == ([2] if killed_in_bulk_load else [])
+    fts_check(store)
 
 
 def test_migrations_are_recorded_once(tmp_path: Path) -> None:
