@@ -11,26 +11,22 @@
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import multiprocessing
-import os
 import queue
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from ingest.article import Article, Deletion, Rejected
 from ingest.errors import InputError
+from ingest.parse_worker import batches, few_collections, parse_worker, prepared_batches
 from ingest.progress import progress_bar
 from ingest.pubmed_xml import GZIP_MAGIC, PUBMED_ROOTS, iter_records, root_tag
 from ingest.settings import Settings
-from ingest.store import Item, RunCounts, RunReport, Store, prepare
+from ingest.store import Item, RunCounts, RunReport, Store
 
 Record = Article | Deletion | Rejected
 XML_SUFFIXES = (".xml", ".xml.gz")
@@ -62,15 +58,18 @@ def _expand(paths: Iterable[str | Path]) -> list[Path]:
 
 def _check_file(path: Path) -> _FileCheck:
     """Hash the file, compare with a ``.md5`` beside it, and make sure it looks like (gzipped) XML."""
+    sidecar = path.with_name(path.name + ".md5")
+    has_sidecar = sidecar.exists()
     try:
         with path.open("rb") as handle:
             head = handle.read(4096)
             sha = hashlib.sha256(head)
-            md5 = hashlib.md5(head, usedforsecurity=False)
+            md5 = hashlib.md5(head, usedforsecurity=False) if has_sidecar else None
             size = len(head)
             while chunk := handle.read(1 << 20):
                 sha.update(chunk)
-                md5.update(chunk)
+                if md5 is not None:
+                    md5.update(chunk)
                 size += len(chunk)
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
@@ -82,8 +81,7 @@ def _check_file(path: Path) -> _FileCheck:
     if root not in PUBMED_ROOTS:
         raise InputError(f"{path}: not a PubMed XML file (root element is {root})")
     md5_checked = False
-    sidecar = path.with_name(path.name + ".md5")
-    if sidecar.exists():
+    if md5 is not None:
         match = _MD5_HEX.search(sidecar.read_text(errors="replace"))
         if not match:
             raise InputError(f"{sidecar}: no MD5 digest found in it")
@@ -91,86 +89,6 @@ def _check_file(path: Path) -> _FileCheck:
             raise InputError(f"{path}: MD5 mismatch with {sidecar.name} (file corrupt or incomplete)")
         md5_checked = True
     return _FileCheck(path=path, sha256=sha.hexdigest(), size=size, md5_checked=md5_checked)
-
-
-def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    """Lists of ``size`` items; when the source fails midway, the items read before it still come out."""
-    batch: list[Any] = []
-    try:
-        for item in items:
-            batch.append(item)
-            if len(batch) == size:
-                yield batch
-                batch = []
-    except InputError:
-        if batch:
-            yield batch
-        raise
-    if batch:
-        yield batch
-
-
-def _prepared_batches(
-    path: str | Path,
-    skip: int,
-    batch_size: int,
-    parse: Callable[[Path], Iterator[Record]] = iter_records,
-) -> Iterator[list[Item]]:
-    """The file's records after the first ``skip``, prepared for the library, in batches."""
-    records = parse(Path(path))
-    for _ in islice(records, skip):
-        pass
-    for batch in _batches(records, batch_size):
-        yield [prepare(r) if isinstance(r, Article) else r for r in batch]
-
-
-@contextmanager
-def _few_collections() -> Iterator[None]:
-    """Run the cyclic garbage collector rarely while records stream through.
-
-    A batch of parsed records is ~100,000 small acyclic objects held for a moment; with CPython's default
-    thresholds (a collection every 700 allocations) the collector rescans them over and over, ~10% of the
-    parse's CPU. Objects alive before (modules, the library's own) are frozen out of its scans.
-    """
-    old = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
-        gc.unfreeze()
-
-
-def _exit_with_parent() -> None:
-    """End this child process as soon as its parent is gone (killed: SIGKILL, the OOM killer).
-
-    Otherwise it would wait forever on a full queue, or on flushing it at exit, that nobody reads.
-    """
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        parent.join()  # returns when the parent's end of the spawn pipe closes, i.e. when it exits
-        os._exit(0)
-
-    threading.Thread(target=watch, name="medlit-parent-watch", daemon=True).start()
-
-
-def _parse_worker(path: str, skip: int, batch_size: int, out: Any) -> None:
-    """Runs in a child process: parse and prepare batches, hand them to the writer through a queue."""
-    _exit_with_parent()
-    try:
-        with _few_collections():
-            for batch in _prepared_batches(path, skip, batch_size):
-                out.put(("batch", batch))
-    except InputError as exc:
-        out.put(("error", str(exc)))
-    except BaseException as exc:
-        out.put(("crash", f"{type(exc).__name__}: {exc}"))
-    else:
-        out.put(("end", None))
 
 
 class _ParseAhead:
@@ -185,7 +103,7 @@ class _ParseAhead:
         ctx = multiprocessing.get_context("spawn")
         self.queue = ctx.Queue(maxsize=self.QUEUE_BATCHES)
         self.process = ctx.Process(
-            target=_parse_worker, args=(str(path), skip, batch_size, self.queue), daemon=True
+            target=parse_worker, args=(str(path), skip, batch_size, self.queue), daemon=True
         )
         self.process.start()
 
@@ -234,7 +152,7 @@ def ingest_files(
         raise InputError("no PubMed XML files found in the paths given")
     checks = [_check_file(path) for path in files]  # every file is checked before any is applied
     run_id = store.start_run("files", {"paths": [str(c.path) for c in checks]})
-    with _few_collections():
+    with few_collections():
         return _apply_files(store, checks, run_id, batch_size, progress, parse, workers)
 
 
@@ -297,12 +215,12 @@ def _apply_todo(
         position = done
         bar = progress_bar(None, name, "rec", progress)
         try:
-            batches: Iterable[list[Item]] = (
+            source: Iterable[list[Item]] = (
                 parsers[check.sha256]
                 if check.sha256 in parsers
-                else _prepared_batches(check.path, done, batch_size, parse or iter_records)
+                else prepared_batches(check.path, done, batch_size, parse or iter_records)
             )
-            for batch in batches:
+            for batch in source:
                 with store.transaction():
                     store.apply_in_transaction(batch, run_id=run_id, origin=name, origin_rank=name)
                     position += len(batch)
@@ -347,7 +265,7 @@ def _ingest_stream(
 ) -> RunReport:
     run_id = store.start_run(source, params)
     try:
-        for batch in _batches(records, batch_size):
+        for batch in batches(records, batch_size):
             store.apply(batch, run_id=run_id, origin=f"{source}:{path.name}")
     except BaseException as exc:
         store.finish_run(run_id, "failed", str(exc) or type(exc).__name__)

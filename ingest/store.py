@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from sqlite_utils import Database
 from ingest.article import Article, Deletion, Rejected, pmid_from
 from ingest.errors import LibraryError
 from ingest.migrations import migrate
+from ingest.prepared import PreparedArticle, prepare
 
 Record = Article | Deletion | Rejected
 
@@ -74,18 +76,6 @@ class RunReport:
         if self.error:
             data["error"] = self.error
         return data
-
-
-@dataclass(slots=True)
-class PreparedArticle:
-    """An Article reduced to the rows the library writes (see ``prepare``)."""
-
-    pmid: int
-    version: int
-    content_hash: str
-    columns: tuple[Any, ...]
-    publication_types: list[str]
-    mesh: list[tuple[str, int]]
 
 
 Item = Article | PreparedArticle | Deletion | Rejected
@@ -143,6 +133,28 @@ class _LibraryConnection(sqlite3.Connection):
             raise error from None
 
 
+def _wal_mode(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """``PRAGMA journal_mode = WAL``, waiting like any other statement when another process holds the lock.
+
+    Switching a new database to WAL takes an exclusive lock, and SQLite answers SQLITE_BUSY at once, without
+    its busy handler, when another process is creating or switching the same file (two ``medlit ingest``
+    into a new library): retried here until the busy timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            sqlite3.Connection.execute(conn, "PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() >= deadline:
+                trouble = conn._trouble(exc) if isinstance(conn, _LibraryConnection) else None
+                if trouble is not None:
+                    raise trouble from None
+                raise
+            time.sleep(0.02)
+
+
 class Store:
     """Open (creating and migrating if needed) the library database at ``path``."""
 
@@ -158,7 +170,7 @@ class Store:
             )
             conn.library = str(self.path)
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _wal_mode(conn, busy_timeout_ms / 1000)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
@@ -552,34 +564,3 @@ def _decide(item: PreparedArticle, rank: str | None, stored: _Stored | None, tom
     if rank is not None and stored.origin_rank is not None and rank < stored.origin_rank:
         return "unchanged"
     return "unchanged" if stored.content_hash == item.content_hash else "updated"
-
-
-def prepare(article: Article) -> PreparedArticle:
-    """Everything the library stores for an article, computed once (cheap to send between processes)."""
-    record_json = article.to_json()
-    digest = article.content_hash(record_json)
-    mesh: dict[str, bool] = {}
-    for heading in article.mesh:
-        mesh[heading.descriptor] = mesh.get(heading.descriptor, False) or heading.major
-    return PreparedArticle(
-        pmid=article.pmid,
-        version=article.version,
-        content_hash=digest,
-        columns=(
-            article.version,
-            article.title,
-            article.abstract,
-            int(article.has_abstract),
-            article.journal,
-            article.journal_iso,
-            article.year,
-            article.language,
-            json.dumps(article.publication_types, ensure_ascii=False),
-            int(article.retracted),
-            article.kind,
-            record_json,
-            digest,
-        ),
-        publication_types=list(dict.fromkeys(article.publication_types)),
-        mesh=[(name, int(major)) for name, major in mesh.items()],
-    )

@@ -3,14 +3,19 @@ recorded."""
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
+import threading
+import time
 from pathlib import Path
+from typing import Any
 from unittest.mock import patch
 
 import pytest
 from sqlite_utils import Database
 
 from ingest.article import AbstractSection, Article, Deletion
+from ingest.errors import LibraryError
 from ingest.migrations import MIGRATIONS, applied, migrate
 from ingest.store import Store
 
@@ -122,3 +127,56 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     Store(path).close()
     store = Store(path)
     assert applied(store.db) == [name for name, _ in MIGRATIONS]
+
+
+def _hold_exclusive_lock(path: Path, seconds: float) -> threading.Thread:
+    """Another process's view of a new library: a plain (rollback-journal) file, exclusively locked."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("BEGIN EXCLUSIVE")
+        conn.execute("CREATE TABLE IF NOT EXISTS being_created (x)")
+        locked.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    locked.wait()
+    return thread
+
+
+def _open_library(path: Path, results: Any) -> None:
+    try:
+        Store(path, busy_timeout_ms=10_000).close()
+        results.put("ok")
+    except Exception as exc:  # reported to the test, which names it
+        results.put(repr(exc))
+
+
+def test_processes_creating_the_same_new_library_at_once_all_open_it(tmp_path: Path) -> None:
+    """Switching a new file to WAL can answer SQLITE_BUSY without SQLite's busy handler: without the retry,
+    about 1 of 50 such opens failed with "database is locked" (and so did two ``medlit ingest`` at once)."""
+    ctx = multiprocessing.get_context("fork")
+    outcomes = []
+    for round_ in range(100):
+        path = tmp_path / f"round{round_}" / "library.db"
+        path.parent.mkdir()
+        results = ctx.Queue()
+        openers = [ctx.Process(target=_open_library, args=(path, results)) for _ in range(4)]
+        for opener in openers:
+            opener.start()
+        outcomes += [results.get(timeout=60) for _ in openers]
+        for opener in openers:
+            opener.join()
+    assert [o for o in outcomes if o != "ok"] == []
+
+
+def test_a_library_locked_past_the_busy_timeout_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "library.db"
+    holder = _hold_exclusive_lock(path, 1.5)
+    with pytest.raises(LibraryError, match="locked"):
+        Store(path, busy_timeout_ms=200)
+    holder.join()
