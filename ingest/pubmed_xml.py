@@ -160,23 +160,32 @@ def _abstract_sections(abstract: etree._Element | None) -> list[AbstractSection]
     return sections
 
 
-_AUTHOR_FIELDS = {"LastName": "last_name", "ForeName": "fore_name", "Initials": "initials"}
-
-
 def _author(node: etree._Element) -> Author:
-    author = Author()
+    """An Author from its element (a repeated name part: the last one counts, as it always has)."""
+    last = fore = initials = collective = None
+    affiliations: list[str] = []
     for part in node:
         tag = part.tag
-        if tag in _AUTHOR_FIELDS:
-            setattr(author, _AUTHOR_FIELDS[tag], text_of(part) or None)
-        elif tag == "CollectiveName":
-            author.collective_name = text_of(part) or None
+        if tag == "LastName":
+            last = text_of(part) or None
+        elif tag == "ForeName":
+            fore = text_of(part) or None
+        elif tag == "Initials":
+            initials = text_of(part) or None
         elif tag == "AffiliationInfo":
             for affiliation in part.iter("Affiliation"):
                 value = text_of(affiliation)
                 if value:
-                    author.affiliations.append(value)
-    return author
+                    affiliations.append(value)
+        elif tag == "CollectiveName":
+            collective = text_of(part) or None
+    return Author(
+        last_name=last,
+        fore_name=fore,
+        initials=initials,
+        collective_name=collective,
+        affiliations=affiliations,
+    )
 
 
 def _authors(parent: etree._Element | None) -> list[Author]:
