@@ -176,6 +176,14 @@ def _fts_written_with_articles(db: Database) -> None:
         conn.execute("DELETE FROM library_state WHERE key = 'fts_triggers_set_aside'")
 
 
+@migration("006_run_owner")
+def _run_owner(db: Database) -> None:
+    """Which process (host name and pid) runs an ingest, so a run whose process was killed is known to be
+    over (``Store.close_abandoned_runs``) instead of looking ``running`` for ever."""
+    db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
+    db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
+
+
 def applied(db: Database) -> list[str]:
     if "_medlit_migrations" not in db.table_names():
         return []

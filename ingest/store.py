@@ -9,6 +9,8 @@ that add up, processed files, failures with reasons and tombstones of deleted PM
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -131,6 +133,17 @@ class _LibraryConnection(sqlite3.Connection):
             if (error := self._trouble(exc)) is None:
                 raise
             raise error from None
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (one that is not ours counts: it may be)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
 
 
 def _wal_mode(conn: sqlite3.Connection, timeout_s: float) -> None:
@@ -259,11 +272,16 @@ class Store:
         }
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest runs; one whose process is gone shows as ``interrupted`` (nothing is written here)."""
         cursor = self.conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
         names = [d[0] for d in cursor.description]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        abandoned = set(self._abandoned_runs()) if any(r["status"] == "running" for r in rows) else set()
         for row in rows:
             row["params"] = json.loads(row["params"] or "{}")
+            if row["id"] in abandoned:
+                row["status"] = "interrupted"
+                row["error"] = "the ingest process ended without finishing (killed?)"
         return rows
 
     def failures(self, run_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -282,12 +300,45 @@ class Store:
     # ----- runs ----------------------------------------------------------------------------------
 
     def start_run(self, source: str, params: dict[str, Any]) -> int:
-        """A new ingest run; ``params`` must hold no secret (they are stored)."""
+        """A new ingest run; ``params`` must hold no secret (they are stored).
+
+        Runs of this machine whose process is gone (killed: SIGKILL, the OOM killer, a power cut) are
+        closed as ``interrupted`` first; what they stored stays, and a files run resumes where it stopped.
+        """
+        self.close_abandoned_runs()
         cursor = self.conn.execute(
-            "INSERT INTO runs (source, params, status, started_at) VALUES (?, ?, 'running', ?)",
-            (source, json.dumps(params, sort_keys=True, default=str), now()),
+            "INSERT INTO runs (source, params, status, started_at, host, pid) "
+            "VALUES (?, ?, 'running', ?, ?, ?)",
+            (
+                source,
+                json.dumps(params, sort_keys=True, default=str),
+                now(),
+                socket.gethostname(),
+                os.getpid(),
+            ),
         )
         return int(cursor.lastrowid or 0)
+
+    def _abandoned_runs(self) -> list[int]:
+        """Runs still ``running`` that this machine started in a process that no longer exists.
+
+        Runs of another machine (a library on a shared disk), and runs of older medlit versions that
+        recorded no process, are left as they are: nothing here can tell whether they still run.
+        """
+        host = socket.gethostname()
+        rows = self.conn.execute("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?", (host,))
+        return [run_id for run_id, pid in rows.fetchall() if pid is not None and not _process_alive(pid)]
+
+    def close_abandoned_runs(self) -> int:
+        """Mark the abandoned runs (see ``_abandoned_runs``) ``interrupted``; returns how many."""
+        abandoned = self._abandoned_runs()
+        for run_id in abandoned:
+            self.conn.execute(
+                "UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? "
+                "WHERE id = ? AND status = 'running'",
+                (now(), "the ingest process ended without finishing (killed?)", run_id),
+            )
+        return len(abandoned)
 
     def run_counts(self, run_id: int) -> RunCounts:
         row = self.conn.execute(

@@ -470,6 +470,8 @@ def crash_ingest(
         seen = sum(r["seen"] for r in runs)
         figures.check(seen == total, f"{where}: runs saw {seen} records in all, the file holds {total}")
         figures.check(runs[-1]["status"] == "done", f"{where}: the last run is {runs[-1]['status']}")
+        left = [r["status"] for r in runs[:-1] if r["status"] not in ("interrupted", "done")]
+        figures.check(not left, f"{where}: killed runs not closed as interrupted: {left}")
         shutil.rmtree(home)
     return figures
 

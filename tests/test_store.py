@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -180,3 +182,32 @@ def test_a_library_locked_past_the_busy_timeout_is_one_clear_error(tmp_path: Pat
     with pytest.raises(LibraryError, match="locked"):
         Store(path, busy_timeout_ms=200)
     holder.join()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_run_whose_process_was_killed_is_closed_as_interrupted(tmp_path: Path) -> None:
+    store = Store(tmp_path / "library.db")
+    killed = store.start_run("files", {})
+    ours = store.start_run("files", {})
+    elsewhere = store.start_run("files", {})
+    older = store.start_run("files", {})
+    store.conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (_dead_pid(), killed))
+    store.conn.execute(
+        "UPDATE runs SET host = 'another-machine', pid = ? WHERE id = ?", (_dead_pid(), elsewhere)
+    )
+    store.conn.execute(
+        "UPDATE runs SET host = NULL, pid = NULL WHERE id = ?", (older,)
+    )  # before migration 006
+    listed = {row["id"]: row["status"] for row in store.runs()}
+    assert listed == {killed: "interrupted", ours: "running", elsewhere: "running", older: "running"}
+    stored = dict(store.conn.execute("SELECT id, status FROM runs").fetchall())
+    assert stored[killed] == "running"  # listing writes nothing
+    store.start_run("jsonl", {})  # the next run closes it for good
+    row = store.conn.execute("SELECT status, finished_at, error FROM runs WHERE id = ?", (killed,)).fetchone()
+    assert row[0] == "interrupted" and row[1] and "killed" in row[2]
+    assert dict(store.conn.execute("SELECT id, status FROM runs").fetchall())[ours] == "running"
