@@ -384,7 +384,8 @@ def search_cmd(obj: _Context, question: str, k: int, mode: str, as_json: bool, *
     for hit in hits:
         flag = "  ** RETRACTED **" if hit.retracted else ""
         where = ", ".join(str(p) for p in (hit.journal, hit.year) if p)
-        click.echo(f"{hit.rank:>2}. [{hit.pmid}] {hit.title} ({where}){flag}")
+        shown = (hit.title or "(untitled)") + (f" ({where})" if where else "")
+        click.echo(f"{hit.rank:>2}. [{hit.pmid}] {shown}{flag}")
         if hit.publication_types:
             click.echo(f"    {'; '.join(hit.publication_types)}")
         click.echo(f"    {hit.url}  score {hit.score:.4f}")

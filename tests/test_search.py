@@ -295,6 +295,16 @@ def test_cli_index_and_search(settings: Settings, tmp_path: Path) -> None:
     assert invoke("index", "verify").exit_code == 0
 
 
+def test_cli_search_lists_an_article_without_title_journal_or_year_readably(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The BioASQ corpus holds abstracts only: no "[pmid]  ()" line."""
+    corpus = write_corpus(tmp_path / "corpus.jsonl", [{"pmid": 300, "abstract": "Metformin lowers glucose."}])
+    assert invoke("ingest", "jsonl", str(corpus)).exit_code == 0
+    text = invoke("search", "metformin glucose", "--mode", "bm25").stdout
+    assert " 1. [300] (untitled)\n" in text
+
+
 def test_eval_retrieval_prints_one_line_per_file_and_mode(settings: Settings, tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus.jsonl", ARTICLES)
     questions = tmp_path / "questions.jsonl"
