@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from indexes.passages import document_text, passages, pmids_of, vector_ids
-from ingest.errors import LibraryError
+from ingest.errors import LibraryError, MedlitError
 from ingest.settings import Settings
 from ingest.store import Store, now
 
@@ -381,6 +381,10 @@ class DenseIndex:
         report = VerifyReport()
         library = self._embeddable()
         report.library = len(library)
+        try:
+            _ = self.embedder  # the configured model: load() then refuses an index built with another
+        except MedlitError as exc:
+            report.problems.append(f"the configured embedding model cannot be loaded ({exc})")
         try:
             vindex = self.load()
         except LibraryError as exc:

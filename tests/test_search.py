@@ -197,6 +197,15 @@ def test_verify_reports_what_differs(library: Store, settings: Settings) -> None
     assert check.extra == [103] and check.missing == []
 
 
+def test_verify_fails_for_an_index_of_another_model(library: Store, settings: Settings) -> None:
+    """As `medlit index verify` runs it: no embedder given, the configured one (fake, 64 dimensions)."""
+    DenseIndex(library, settings, embedder=FakeEmbedder(32)).build(progress=False)
+    assert DenseIndex(library, settings, embedder=FakeEmbedder(32)).verify().ok
+    check = DenseIndex(library, settings).verify()
+    assert not check.ok
+    assert any("built with model 'fake-hash-32'" in p and "'fake-hash-64'" in p for p in check.problems)
+
+
 def test_a_mismatched_or_damaged_index_is_refused(library: Store, settings: Settings) -> None:
     DenseIndex(library, settings, embedder=FakeEmbedder(64)).build(progress=False)
     with pytest.raises(LibraryError, match="built with model 'fake-hash-64'"):
