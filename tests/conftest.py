@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.local_server import EntityServer
 
 SHARED_DATA = Path(
     os.environ.get("MEDLIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -28,3 +31,10 @@ def fake_model_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MEDLIT_ANSWER__ABSTAIN_THRESHOLD", "0.45")
     monkeypatch.setenv("MEDLIT_ANSWER__SUPPORT_THRESHOLD", "0.6")
     return home
+
+
+@pytest.fixture
+def entity_server() -> Iterator[EntityServer]:
+    """A server on 127.0.0.1 recording every request: point DTD and entity URLs at ``entity_server.url``."""
+    with EntityServer() as server:
+        yield server

@@ -43,3 +43,30 @@ class LocalServer:
     def url(self) -> str:
         assert self._server is not None, "start the server first"
         return f"http://127.0.0.1:{self._server.server_address[1]}{self.path}"
+
+
+class _EntityHandler(BaseHTTPRequestHandler):
+    server: Any
+
+    def do_GET(self) -> None:
+        self.server.fake.hits.append(self.path)
+        body = b'<!ENTITY remote "FETCHED-FROM-THE-NETWORK">'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class EntityServer(LocalServer):
+    """Answers every GET with an entity declaration and records the path: a DTD or entity URL pointed here
+    shows whether a parser tried the network (``hits`` must stay empty)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits: list[str] = []
+
+    def _parts(self) -> tuple[type[ThreadingHTTPServer], type[BaseHTTPRequestHandler]]:
+        return ThreadingHTTPServer, _EntityHandler

@@ -14,16 +14,13 @@ The bombs' figures (peak RSS, seconds) print as JSON lines with ``pytest tests/t
 from __future__ import annotations
 
 import gzip
-import http.server
 import json
 import shutil
 import subprocess
 import sys
-import threading
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -34,6 +31,7 @@ from ingest.store import prepare
 from rag.cli import cli
 from tests.conftest import SHARED_DATA
 from tests.crash_harness import Library, environment, library_of, medlit
+from tests.local_server import EntityServer
 
 FIXTURES = SHARED_DATA / "fixtures"
 CURRENT = FIXTURES / "pubmed_xml" / "test_current_medline.xml.gz"  # 4 citations
@@ -100,40 +98,11 @@ def library_bytes(home: Path) -> bytes:
 # ----- entities, DTDs and the network -------------------------------------------------------------------
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    hits: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        type(self).hits.append(self.path)
-        body = b'<!ENTITY remote "FETCHED-FROM-THE-NETWORK">'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def listener() -> Iterator[tuple[str, list[str]]]:
-    """A server on 127.0.0.1 recording every request made to it."""
-    _Recorder.hits = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", _Recorder.hits
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_external_entities_and_dtds_are_never_fetched_or_expanded(
-    library: tuple[Path, Library], tmp_path: Path, listener: tuple[str, list[str]]
+    library: tuple[Path, Library], tmp_path: Path, entity_server: EntityServer
 ) -> None:
     home, before = library
-    base, hits = listener
+    base, hits = entity_server.url.rstrip("/"), entity_server.hits
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-7f3a9c")
     evil_dtd = tmp_path / "evil.dtd"

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import http.server
 import io
 import re
-import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from lxml import etree
@@ -32,6 +29,7 @@ from ingest.article import (
 from ingest.errors import InputError
 from ingest.pubmed_xml import iter_records
 from tests.conftest import SHARED_DATA
+from tests.local_server import EntityServer
 
 ENTREZ = SHARED_DATA / "fixtures" / "entrez"
 PUBMED_XML = SHARED_DATA / "fixtures" / "pubmed_xml"
@@ -697,36 +695,8 @@ def test_billion_laughs_is_not_expanded() -> None:
     assert time.monotonic() - started < 5
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    hits: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        type(self).hits.append(self.path)
-        body = b'<!ENTITY remote "FETCHED-FROM-NETWORK">'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def local_http() -> Iterator[tuple[str, list[str]]]:
-    _Recorder.hits = []
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", _Recorder.hits
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_no_network_access(local_http: tuple[str, list[str]]) -> None:
-    base, hits = local_http
+def test_no_network_access(entity_server: EntityServer) -> None:
+    base, hits = entity_server.url.rstrip("/"), entity_server.hits
     # The DTD URL of a real efetch answer, pointed at a local server that records every request.
     doctype = (
         f'<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle, 1st January 2025//EN" '
