@@ -19,7 +19,7 @@ import gzip
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -267,30 +267,30 @@ def clean_error(exc: MedlitError) -> None:
     assert str(exc) and "\n" not in str(exc)
 
 
+def parsed_or_clean_error(records: Iterable[Any]) -> list[Any]:
+    """The records a parser yields before it stops, each storable; stopping only with one clean error."""
+    parsed: list[Any] = []
+    try:
+        for record in records:
+            parsed.append(record)
+    except MedlitError as exc:
+        clean_error(exc)
+    storable(parsed)
+    return parsed
+
+
 @FUZZ
 @given(data=mutated(XML_FIXTURE, XML_TOKENS))
 def test_mutated_pubmed_xml_gives_records_or_one_clean_error(data: bytes) -> None:
     FUZZED["xml mutations"] += 1
-    records: list[Any] = []
-    try:
-        for record in iter_records(data):
-            records.append(record)
-    except MedlitError as exc:
-        clean_error(exc)
-    storable(records)
+    parsed_or_clean_error(iter_records(data))
 
 
 @FUZZ
 @given(data=mutated(GZ_FIXTURE, [b"\x00", b"\xff", b"\x1f\x8b\x08\x00", b"\x00\x00\x00\x00"]))
 def test_mutated_gzip_gives_records_or_one_clean_error(data: bytes) -> None:
     FUZZED["gzip mutations"] += 1
-    records: list[Any] = []
-    try:
-        for record in iter_records(data):
-            records.append(record)
-    except MedlitError as exc:
-        clean_error(exc)
-    storable(records)
+    parsed_or_clean_error(iter_records(data))
 
 
 @FUZZ
@@ -325,13 +325,7 @@ def test_mutated_medline_gives_records_or_one_clean_error(
     FUZZED["medline mutations"] += 1
     path = tmp_path_factory.mktemp("medline") / "mutated.nbib"
     path.write_bytes(data)
-    records: list[Any] = []
-    try:
-        for record in parse_medline(path):
-            records.append(record)
-    except MedlitError as exc:
-        clean_error(exc)
-    storable(records)
+    records = parsed_or_clean_error(parse_medline(path))
     assert not any(isinstance(r, Deletion) for r in records)
 
 
