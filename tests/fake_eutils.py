@@ -27,7 +27,7 @@ from xml.sax.saxutils import escape
 
 from lxml import etree
 
-from tests.local_server import LocalServer
+from tests.local_server import FakeHTTPServer, LocalServer
 
 SHARED_DATA = Path(
     os.environ.get("MEDLIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -413,10 +413,7 @@ def _error_body(root: str, message: str) -> bytes:
     return _XML_DECL + f"<{root}><ERROR>{escape(message)}</ERROR></{root}>\n".encode()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+class _Server(FakeHTTPServer):
     fake: FakeEutils
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from tests.local_server import LocalServer
+from tests.local_server import FakeHTTPServer, LocalServer
 
 _SOURCE_TAG = re.compile(r'<source number="(\d+)" pmid="(\d+)">')
 
@@ -154,10 +154,7 @@ class FakeOpenAI(LocalServer):
         return reply
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+class _Server(FakeHTTPServer):
     fake: FakeOpenAI
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -7,6 +7,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 
+class FakeHTTPServer(ThreadingHTTPServer):
+    """A test server that never holds up the test: handler threads are daemons and not waited for."""
+
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    fake: Any
+
+
 class LocalServer:
     """Serves a handler on a free port of 127.0.0.1 in a daemon thread; the server's ``fake`` is ``self``."""
 
@@ -69,4 +78,4 @@ class EntityServer(LocalServer):
         self.hits: list[str] = []
 
     def _parts(self) -> tuple[type[ThreadingHTTPServer], type[BaseHTTPRequestHandler]]:
-        return ThreadingHTTPServer, _EntityHandler
+        return FakeHTTPServer, _EntityHandler
