@@ -224,3 +224,7 @@ class Rejected:
 
     reason: str
     pmid: int | None = None
+
+
+Record = Article | Deletion | Rejected
+"""What every parser yields: an article, a deletion of PMIDs, or a record refused with its reason."""

@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 from lxml import etree
 
-from ingest.article import Article, Deletion, Rejected
+from ingest.article import Deletion, Record, Rejected
 from ingest.errors import EntrezError, InputError
 from ingest.ratelimit import RateLimiter
 from ingest.redaction import RedactingFilter, redact, register_secret
@@ -44,7 +44,6 @@ from ingest.settings import NCBISettings
 
 log = logging.getLogger("medlit.entrez")
 
-Record = Article | Deletion | Rejected
 
 MAX_RETMAX = 9_999  # PubMed esearch returns at most the first 9,999 records of a query
 MAX_RETSTART = 9_998  # ...so retstart beyond 9,998 is refused ("'retstart' cannot be larger than 9998")

@@ -17,13 +17,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from ingest.article import Article, Deletion, Rejected
+from ingest.article import Article, Record
 from ingest.errors import InputError
-from ingest.prepared import PreparedArticle, prepare
+from ingest.prepared import Item, prepare
 from ingest.pubmed_xml import iter_records
-
-Record = Article | Deletion | Rejected
-Item = Article | PreparedArticle | Deletion | Rejected
 
 
 def batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

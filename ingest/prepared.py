@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
-from ingest.article import Article
+from ingest.article import Article, Deletion, Rejected
 
 
 class PreparedArticle(NamedTuple):
@@ -25,6 +25,10 @@ class PreparedArticle(NamedTuple):
     columns: tuple[Any, ...]
     publication_types: list[str]
     mesh: list[tuple[str, int]]
+
+
+Item = Article | PreparedArticle | Deletion | Rejected
+"""What the library's writer accepts: a record, or an article already prepared (in a parse process)."""
 
 
 def prepare(article: Article) -> PreparedArticle:

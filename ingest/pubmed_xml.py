@@ -24,13 +24,12 @@ from ingest.article import (
     CommentCorrection,
     Deletion,
     MeshHeading,
+    Record,
     Rejected,
     pmid_from,
 )
 from ingest.errors import InputError
 from ingest.inputs import open_input
-
-Record = Article | Deletion | Rejected
 
 PUBMED_ROOTS = _ROOTS = frozenset({"PubmedArticleSet", "MedlineCitationSet", "PubmedBookArticleSet"})
 _RECORD_TAGS = ("PubmedArticle", "PubmedBookArticle", "DeleteCitation", "MedlineCitation")

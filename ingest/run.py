@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.article import Article, Deletion, Rejected
+from ingest.article import Record
 from ingest.errors import InputError
 from ingest.parse_worker import batches, few_collections, parse_worker, prepared_batches
+from ingest.prepared import Item
 from ingest.progress import progress_bar
 from ingest.pubmed_xml import GZIP_MAGIC, PUBMED_ROOTS, iter_records, root_tag
 from ingest.settings import Settings
-from ingest.store import Item, RunCounts, RunReport, Store
+from ingest.store import RunCounts, RunReport, Store
 
-Record = Article | Deletion | Rejected
 XML_SUFFIXES = (".xml", ".xml.gz")
 _MD5_HEX = re.compile(r"\b([0-9a-fA-F]{32})\b")
 

@@ -22,12 +22,10 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from ingest.article import Article, Deletion, Rejected, pmid_from
+from ingest.article import Article, Deletion, pmid_from
 from ingest.errors import LibraryError
 from ingest.migrations import migrate
-from ingest.prepared import PreparedArticle, prepare
-
-Record = Article | Deletion | Rejected
+from ingest.prepared import Item, PreparedArticle, prepare
 
 
 def now() -> str:
@@ -78,9 +76,6 @@ class RunReport:
         if self.error:
             data["error"] = self.error
         return data
-
-
-Item = Article | PreparedArticle | Deletion | Rejected
 
 
 @dataclass(slots=True)
