@@ -34,6 +34,7 @@ from rag.verify import Verifier, split_answer
 log = logging.getLogger("medlit.ask")
 
 MAX_ANSWER_K = 100
+GENERATOR_INSUFFICIENT = "the generator found the retrieved evidence insufficient"
 
 
 class Answerer:
@@ -164,12 +165,7 @@ class Answerer:
         draft = self._draft(evidence)
         trace.timings_ms["generate"] = (time.perf_counter() - started) * 1000
         if draft.insufficient:
-            return _abstain(
-                question,
-                trace,
-                self.generator.name,
-                "the generator found the retrieved evidence insufficient",
-            )
+            return _abstain(question, trace, self.generator.name, GENERATOR_INSUFFICIENT)
         started = time.perf_counter()
         verifier = Verifier(evidence, self.embedder, self.settings.answer.support_threshold)
         verifier.check_draft(draft)
@@ -267,12 +263,7 @@ class Answerer:
             text = text[start:]
         rest = " ".join(split_answer(text)[emitted:])
         if not verifier.sentences and is_insufficient(rest):
-            answer = _abstain(
-                question,
-                trace,
-                self.generator.name,
-                "the generator found the retrieved evidence insufficient",
-            )
+            answer = _abstain(question, trace, self.generator.name, GENERATOR_INSUFFICIENT)
             yield {"event": "answer", "data": answer.to_dict()}
             return
         for sentence in verifier.check_text(rest):
