@@ -116,7 +116,7 @@ class FiltersIn(BaseModel):
 
     def to_filters(self) -> Filters:
         """``Filters``; InputError for a malformed or empty year range."""
-        years = Filters.parse_years(self.years) if self.years is not None else (self.year_min, self.year_max)
+        years = self.years if self.years is not None else (self.year_min, self.year_max)
         return make_filters(years, self.study_types, self.mesh, self.languages, self.include_retracted)
 
 
