@@ -33,8 +33,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # bench
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from foundation.settings import get_settings  # noqa: E402
 from indexes.hit import Filters  # noqa: E402
-from ingest.settings import get_settings  # noqa: E402
 from ingest.store import Store  # noqa: E402
 from rag.ask import Answerer  # noqa: E402
 from rag.generators import ExtractiveGenerator  # noqa: E402

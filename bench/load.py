@@ -42,7 +42,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "data"
-MEDLIT = [sys.executable, "-m", "rag.cli"]
+MEDLIT = [sys.executable, "-m", "medlit.cli"]
 CHUNK = 1000
 
 

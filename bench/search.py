@@ -288,11 +288,11 @@ def time_queries(
 
 def child_medlit(work: Path, passages: bool, modes: list[str]) -> dict[str, Any]:
     """A fresh medlit library of the corpus, its dense index built, searched in each mode."""
+    from foundation.settings import get_settings
     from indexes.dense_index import DenseIndex
     from indexes.embedder import load_embedder
     from indexes.search import Searcher
     from ingest.run import ingest_jsonl
-    from ingest.settings import get_settings
     from ingest.store import Store
 
     config = json.loads((work / "config.json").read_text(encoding="utf-8"))

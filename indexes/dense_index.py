@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from foundation.clock import now
+from foundation.errors import LibraryError, MedlitError
+from foundation.settings import Settings
 from indexes.passages import document_text, passages, pmids_of, vector_ids
-from ingest.errors import LibraryError, MedlitError
-from ingest.settings import Settings
-from ingest.store import Store, now
+from ingest.store import Store
 
 NAME = "dense"
 EMBEDDABLE = "(a.title != '' OR a.has_abstract = 1)"

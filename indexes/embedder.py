@@ -33,9 +33,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ingest.durable import atomic_path
-from ingest.errors import InputError
-from ingest.progress import progress_bar
+from foundation.durable import atomic_path
+from foundation.errors import InputError
+from foundation.progress import progress_bar
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from foundation.errors import InputError
+from foundation.settings import Settings, get_settings
 from indexes.search import MODES, Searcher
-from ingest.errors import InputError
-from ingest.settings import Settings, get_settings
 from ingest.store import Store
 
 

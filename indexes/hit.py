@@ -6,7 +6,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.errors import InputError
+from foundation.errors import InputError
 
 
 @dataclass(slots=True)

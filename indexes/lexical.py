@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from foundation.errors import InputError
 from indexes.hit import Filters
-from ingest.errors import InputError
 
 TITLE_WEIGHT = 2.0
 ABSTRACT_WEIGHT = 1.0

@@ -6,7 +6,7 @@ the actors in shards (GPU actors with ``num_gpus=1`` when the cluster has GPUs, 
 vectors come back in order to the one process that adds them to the FAISS index and commits it. The manifest,
 the ``index_entries`` and the atomic file write are therefore the local build's own code.
 
-Ray is optional (``pip install 'medlit[ray]'``) and imported only here and in ``rag.batch``.
+Ray is optional (``pip install 'medlit[ray]'``) and imported only here and in ``medlit.batch``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ingest.errors import InputError, LibraryError, MedlitError
-from ingest.progress import progress_bar
-from ingest.settings import Settings
+from foundation.errors import InputError, LibraryError, MedlitError
+from foundation.progress import progress_bar
+from foundation.settings import Settings
 
 INSTALL_HINT = "pip install 'medlit[ray]'"
 ENGINES = ("local", "ray")

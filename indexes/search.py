@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from foundation.errors import InputError
+from foundation.settings import Settings, get_settings
 from indexes.dense_index import DenseIndex
 from indexes.hit import Filters, Hit
 from indexes.lexical import LexicalIndex, allowed_pmids, retracted_pmids
 from ingest.article import Article
-from ingest.errors import InputError
-from ingest.settings import Settings, get_settings
 from ingest.store import Store
 
 MODES = ("hybrid", "dense", "bm25")

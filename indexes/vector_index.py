@@ -41,7 +41,7 @@ from typing import Any
 import faiss as _faiss
 import numpy as np
 
-from ingest.errors import InputError, LibraryError
+from foundation.errors import InputError, LibraryError
 
 # faiss 1.15's bundled stubs lack SearchParametersHNSW, keyword constructors and downcast types: untyped here.
 faiss: Any = _faiss

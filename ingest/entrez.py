@@ -36,11 +36,11 @@ from typing import Any
 import httpx
 from lxml import etree
 
+from foundation.errors import EntrezError, InputError
+from foundation.redaction import RedactingFilter, redact, register_secret
+from foundation.settings import NCBISettings
 from ingest.article import Deletion, Record, Rejected
-from ingest.errors import EntrezError, InputError
 from ingest.ratelimit import RateLimiter
-from ingest.redaction import RedactingFilter, redact, register_secret
-from ingest.settings import NCBISettings
 
 log = logging.getLogger("medlit.entrez")
 

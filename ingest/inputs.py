@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
-from ingest.errors import InputError
+from foundation.errors import InputError
 
 
 def open_input(path: Path, what: str) -> BinaryIO:

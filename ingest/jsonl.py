@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from foundation.errors import InputError
 from ingest.article import (
     MAX_PMID,
     RETRACTED_PUBLICATION_TYPE,
@@ -29,7 +30,6 @@ from ingest.article import (
     Rejected,
     pmid_from,
 )
-from ingest.errors import InputError
 from ingest.inputs import open_input
 from ingest.medline import parse_author, parse_mesh_heading
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from foundation.errors import InputError
 from ingest.article import (
     MAX_PMID,
     AbstractSection,
@@ -20,7 +21,6 @@ from ingest.article import (
     Rejected,
     pmid_from,
 )
-from ingest.errors import InputError
 from ingest.inputs import open_input
 
 __all__ = ["COMMENT_TAGS", "parse_author", "parse_medline", "parse_mesh_heading"]

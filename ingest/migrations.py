@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from sqlite_utils import Database
 
-from ingest.errors import LibraryError
+from foundation.errors import LibraryError
 
 Migration = Callable[[Database], None]
 MIGRATIONS: list[tuple[str, Migration]] = []

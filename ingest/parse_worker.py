@@ -17,8 +17,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from foundation.errors import InputError
 from ingest.article import Article, Record
-from ingest.errors import InputError
 from ingest.prepared import Item, prepare
 from ingest.pubmed_xml import iter_records
 

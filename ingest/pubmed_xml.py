@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 from lxml import etree
 
+from foundation.errors import InputError
 from ingest.article import (
     AbstractSection,
     Article,
@@ -28,7 +29,6 @@ from ingest.article import (
     Rejected,
     pmid_from,
 )
-from ingest.errors import InputError
 from ingest.inputs import open_input
 
 PUBMED_ROOTS = _ROOTS = frozenset({"PubmedArticleSet", "MedlineCitationSet", "PubmedBookArticleSet"})

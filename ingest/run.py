@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from foundation.errors import InputError
+from foundation.progress import progress_bar
+from foundation.settings import Settings
 from ingest.article import Record
-from ingest.errors import InputError
 from ingest.parse_worker import batches, few_collections, parse_worker, prepared_batches
 from ingest.prepared import Item
-from ingest.progress import progress_bar
 from ingest.pubmed_xml import GZIP_MAGIC, PUBMED_ROOTS, iter_records, root_tag
-from ingest.settings import Settings
 from ingest.store import RunCounts, RunReport, Store
 
 XML_SUFFIXES = (".xml", ".xml.gz")

@@ -16,20 +16,16 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
+from foundation.clock import now
+from foundation.errors import LibraryError
 from ingest.article import Article, Deletion, pmid_from
-from ingest.errors import LibraryError
 from ingest.migrations import migrate
 from ingest.prepared import Item, PreparedArticle, prepare
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(slots=True)

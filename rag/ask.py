@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from foundation.errors import InputError, MedlitError
+from foundation.settings import Settings
 from indexes.hit import Filters, Hit
 from indexes.search import Searcher
-from ingest.errors import InputError, MedlitError
-from ingest.settings import Settings, get_settings
 from ingest.store import Store
 from rag.answer import INSUFFICIENT, Answer, AnswerSentence, Citation, Trace, with_marks
 from rag.generators import (
@@ -293,24 +293,3 @@ def _abstain(question: str, trace: Trace, generator: str, reason: str) -> Answer
         abstained=True,
         reason=reason,
     )
-
-
-def ask(
-    question: str,
-    filters: Filters | None = None,
-    k: int | None = None,
-    generator: Any = None,
-    *,
-    mode: str | None = None,
-    live: bool = False,
-    settings: Settings | None = None,
-) -> Answer:
-    """Answer a question from the library of ``settings`` (default: the environment's) in one call.
-
-    ``generator`` is a generator object or a name (extractive, openai, local); ``live=True`` first fetches
-    the newest matching PubMed records (only the question's medical terms leave the machine).
-    """
-    from rag.library import Library
-
-    with Library(settings=settings or get_settings()) as library:
-        return library.ask(question, filters=filters, k=k, generator=generator, mode=mode, live=live)

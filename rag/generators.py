@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ingest.errors import InputError, MedlitError
-from ingest.redaction import redact, register_secret
-from ingest.settings import AnswerSettings
+from foundation.errors import InputError, MedlitError
+from foundation.redaction import redact, register_secret
+from foundation.settings import AnswerSettings
 from rag.sentences import SourceSentence
 
 log = logging.getLogger("medlit.generate")

@@ -13,8 +13,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from ingest.errors import InputError
-from ingest.settings import Settings
+from foundation.errors import InputError
+from foundation.settings import Settings
 from ingest.store import Store
 
 _STOPWORDS = frozenset(

@@ -55,7 +55,7 @@ INDEX_KINDS = ("first-build", "rebuild", "update")
 
 def medlit(*args: str) -> list[str]:
     """The ``medlit`` command line with this interpreter (the same environment as the tests)."""
-    return [sys.executable, "-m", "rag.cli", *args]
+    return [sys.executable, "-m", "medlit.cli", *args]
 
 
 def environment(home: Path, **settings: str | int) -> dict[str, str]:
@@ -519,10 +519,10 @@ def _moved_from(home: Path, file: str | None) -> int:
 
 def check_served_index(home: Path, figures: Figures, where: str, *, complete: bool) -> None:
     """The index the library names loads, holds exactly its entries once each, and answers a search."""
+    from foundation.settings import Settings
     from indexes.dense_index import DenseIndex
     from indexes.embedder import FakeEmbedder
     from indexes.search import Searcher
-    from ingest.settings import Settings
     from ingest.store import Store
 
     settings = Settings(home=home)

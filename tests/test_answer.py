@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from foundation.errors import InputError, MedlitError
+from foundation.settings import AnswerSettings, Settings
 from indexes.embedder import FakeEmbedder
 from indexes.hit import Filters
-from ingest.errors import InputError, MedlitError
 from ingest.run import ingest_jsonl
-from ingest.settings import AnswerSettings, Settings
 from ingest.store import Store
+from medlit.cli import cli
+from medlit.library import Library
 from rag.answer import DISCLAIMER, INSUFFICIENT
 from rag.ask import Answerer
-from rag.cli import cli
 from rag.evidence import EvidenceLevel, evidence_level
 from rag.generators import Draft, DraftSentence, ExtractiveGenerator
-from rag.library import Library
 from rag.live import medical_query
 from tests.fake_eutils import FakeEutils
 

@@ -27,15 +27,15 @@ import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
 
+from foundation.errors import MedlitError
+from foundation.settings import AnswerSettings, Settings
 from indexes.dense_index import DenseIndex
 from indexes.embedder import FakeEmbedder
-from ingest.errors import MedlitError
 from ingest.run import ingest_jsonl
-from ingest.settings import AnswerSettings, Settings
 from ingest.store import Store
+from medlit.cli import cli
 from rag.answer import INSUFFICIENT
 from rag.ask import Answerer
-from rag.cli import cli
 from rag.generators import Draft, GenerationError, OpenAIGenerator
 from rag.verify import verify
 from tests.fake_openai import ChatRequest, FakeOpenAI, Reply

@@ -16,13 +16,13 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from foundation.settings import ServeSettings, Settings
 from indexes.embedder import FakeEmbedder
-from ingest.settings import ServeSettings, Settings
+from medlit.api import WEB_DIR, RateLimiter, create_app
+from medlit.cli import cli
+from medlit.library import Library
 from rag.answer import DISCLAIMER, INSUFFICIENT
-from rag.api import WEB_DIR, RateLimiter, create_app
-from rag.cli import cli
 from rag.generators import GenerationError
-from rag.library import Library
 from tests.test_answer import ARTICLES, QUESTION
 
 OFF_TOPIC = "Which pizza restaurant in Naples has the best crust?"
@@ -412,7 +412,9 @@ def test_no_question_query_or_answer_reaches_a_log_line(
 
 
 def test_cli_does_not_import_the_api_until_serve_runs() -> None:
-    code = "import sys, rag.cli; print([m for m in ('rag.api', 'fastapi', 'uvicorn') if m in sys.modules])"
+    code = (
+        "import sys, medlit.cli; print([m for m in ('medlit.api', 'fastapi', 'uvicorn') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -18,14 +18,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from foundation.errors import InputError
+from foundation.settings import Settings
 from indexes.dense_index import DenseIndex
-from ingest.errors import InputError
-from ingest.settings import Settings
-from rag.batch import Question, question_id, read_questions, read_results, run_batch
-from rag.batch_report import write_report
-from rag.cli import cli
+from medlit.batch import Question, question_id, read_questions, run_batch
+from medlit.batch_report import write_report
+from medlit.cli import cli
+from medlit.library import Library
+from medlit.results import read_results
 from rag.generators import ExtractiveGenerator, GenerationError
-from rag.library import Library
 from tests.test_answer import ARTICLES, QUESTION
 
 QUESTIONS = [
@@ -206,7 +207,7 @@ def test_resume_after_a_kill_answers_each_question_once(
     library: Library, questions_file: Path, tmp_path: Path
 ) -> None:
     whole = tmp_path / "whole.jsonl"
-    library.batch(questions_file, whole)
+    run_batch(questions_file, whole, library=library)
     lines = whole.read_text().splitlines(keepends=True)
     # what a job killed while writing its third line leaves: two lines and the start of the third
     killed = tmp_path / "killed.jsonl"
@@ -215,11 +216,11 @@ def test_resume_after_a_kill_answers_each_question_once(
         [json.loads(line) for line in killed.read_text().splitlines()]
     assert [r["id"] for r in read_results(killed)] == ["metformin", "aspirin"]  # readable as it is
 
-    report = library.batch(questions_file, killed)
+    report = run_batch(questions_file, killed, library=library)
     assert (report.skipped, report.answered, report.repaired) == (2, 3, True)
     assert by_id(killed) == by_id(whole)
     assert killed.read_text().endswith("\n")
-    again = library.batch(questions_file, killed)  # nothing left to do
+    again = run_batch(questions_file, killed, library=library)  # nothing left to do
     assert (again.skipped, again.answered) == (5, 0)
     manifest = json.loads((tmp_path / "killed.manifest.json").read_text())
     assert manifest["counts"]["skipped"] == 5
@@ -228,7 +229,7 @@ def test_resume_after_a_kill_answers_each_question_once(
 
 SLOW_JOB = """
 import sys, time
-from rag.batch import run_batch
+from medlit.batch import run_batch
 from rag.generators import ExtractiveGenerator
 
 class StallsOnTheThirdAnswer(ExtractiveGenerator):
@@ -246,7 +247,7 @@ run_batch(sys.argv[1], sys.argv[2], generator=StallsOnTheThirdAnswer())
 
 def test_resume_after_a_real_sigkill(library: Library, questions_file: Path, tmp_path: Path) -> None:
     whole = tmp_path / "whole.jsonl"
-    library.batch(questions_file, whole)
+    run_batch(questions_file, whole, library=library)
     out = tmp_path / "killed.jsonl"
     job = subprocess.Popen([sys.executable, "-c", SLOW_JOB, str(questions_file), str(out)])
     try:
@@ -261,7 +262,7 @@ def test_resume_after_a_real_sigkill(library: Library, questions_file: Path, tmp
     assert [r["id"] for r in read_results(out)] == ["metformin", "aspirin"]
     manifest = json.loads((tmp_path / "killed.manifest.json").read_text())
     assert manifest["status"] == "running" and manifest["finished_at"] is None  # what a kill leaves
-    report = library.batch(questions_file, out)
+    report = run_batch(questions_file, out, library=library)
     assert (report.skipped, report.answered) == (2, 3)
     assert by_id(out) == by_id(whole)
 
@@ -272,7 +273,7 @@ def test_a_corrupt_line_inside_the_results_is_not_overwritten(
     out = tmp_path / "R.jsonl"
     out.write_text('{"id": "metformin", "status": "ok", "answer": null}\nnot json\n')
     with pytest.raises(InputError, match=r"R\.jsonl:2: not a result line"):
-        library.batch(questions_file, out)
+        run_batch(questions_file, out, library=library)
     assert out.read_text().endswith("not json\n")
 
 
@@ -291,7 +292,7 @@ def test_one_failing_question_is_recorded_and_retried_on_resume(
     library: Library, questions_file: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "R.jsonl"
-    report = library.batch(questions_file, out, generator=FlakyGenerator())
+    report = run_batch(questions_file, out, generator=FlakyGenerator(), library=library)
     assert (report.status, report.answered, report.errors) == ("done", 4, 1)
     results = by_id(out)
     failed = results["aspirin"]
@@ -300,7 +301,7 @@ def test_one_failing_question_is_recorded_and_retried_on_resume(
     assert "sk-leaked" not in out.read_text()
     assert all(r["status"] == "ok" for i, r in results.items() if i != "aspirin")
 
-    report = library.batch(questions_file, out)  # the server is back
+    report = run_batch(questions_file, out, library=library)  # the server is back
     assert (report.skipped, report.retried, report.answered, report.errors) == (4, 1, 1, 0)
     results = by_id(out)
     assert set(results) == {q["id"] for q in QUESTIONS}
@@ -311,10 +312,14 @@ def test_parallel_workers_give_the_same_answers(
     library: Library, questions_file: Path, tmp_path: Path
 ) -> None:
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
-    library.batch(questions_file, one, workers=1)
+    run_batch(questions_file, one, workers=1, library=library)
     calls: list[tuple[int, int]] = []
-    report = library.batch(
-        questions_file, two, workers=2, progress=lambda done, total: calls.append((done, total))
+    report = run_batch(
+        questions_file,
+        two,
+        workers=2,
+        progress=lambda done, total: calls.append((done, total)),
+        library=library,
     )
     assert report.workers == 2 and report.answered == 5
     assert by_id(one) == by_id(two)
@@ -326,17 +331,25 @@ def test_cancel_stops_after_the_questions_in_flight(
 ) -> None:
     out = tmp_path / "R.jsonl"
     cancel = threading.Event()
-    report = library.batch(questions_file, out, cancel=cancel, progress=lambda done, total: cancel.set())
+    report = run_batch(
+        questions_file, out, cancel=cancel, progress=lambda done, total: cancel.set(), library=library
+    )
     assert report.status == "cancelled" and report.answered == 1
-    assert library.batch(questions_file, out).answered == 4
+    assert run_batch(questions_file, out, library=library).answered == 4
     assert len(by_id(out)) == 5
 
 
 def test_list_of_questions_and_shared_filters(library: Library, tmp_path: Path) -> None:
-    from rag.library import make_filters
+    from medlit.library import make_filters
 
     out = tmp_path / "R.jsonl"
-    library.batch([QUESTION], out, filters=make_filters(study_types=["Randomized Controlled Trial"]), k=3)
+    run_batch(
+        [QUESTION],
+        out,
+        filters=make_filters(study_types=["Randomized Controlled Trial"]),
+        k=3,
+        library=library,
+    )
     (record,) = read_results(out)
     assert record["id"] == question_id(QUESTION)
     assert {c["pmid"] for c in record["answer"]["citations"]} == {202}
@@ -397,12 +410,12 @@ def test_without_ray_the_engine_says_what_to_install(
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
     out = tmp_path / "R.jsonl"
     with pytest.raises(InputError, match=re.escape("pip install 'medlit[ray]'")):
-        library.batch(questions_file, out, engine="ray")
+        run_batch(questions_file, out, engine="ray", library=library)
     assert not out.exists()
     with pytest.raises(InputError, match="needs Ray"):
         library.index_build(engine="ray")
     with pytest.raises(InputError, match="unknown engine"):
-        library.batch(questions_file, out, engine="spark")
+        run_batch(questions_file, out, engine="spark", library=library)
 
 
 @pytest.fixture(scope="module")
@@ -418,10 +431,12 @@ def test_ray_engine_gives_the_same_results(
     ray_cluster: Any, library: Library, questions_file: Path, tmp_path: Path
 ) -> None:
     local, on_ray = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
-    library.batch(questions_file, local)
+    run_batch(questions_file, local, library=library)
     # resumable the same way: one answer is already there
     on_ray.write_text(local.read_text().splitlines(keepends=True)[0])
-    report = library.batch(questions_file, on_ray, engine="ray", workers=2, report=tmp_path / "r.html")
+    report = run_batch(
+        questions_file, on_ray, engine="ray", workers=2, report=tmp_path / "r.html", library=library
+    )
     assert (report.engine, report.skipped, report.answered, report.errors) == ("ray", 1, 4, 0)
     assert by_id(on_ray) == by_id(local)
     manifest = json.loads((tmp_path / "ray.manifest.json").read_text())

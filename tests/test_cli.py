@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rag.cli import cli
+from medlit.cli import cli
 from tests.conftest import SHARED_DATA
 
 FIXTURES = SHARED_DATA / "fixtures"

@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
+from foundation.settings import Settings
 from indexes.dense_index import DenseIndex
 from indexes.embedder import FakeEmbedder
 from indexes.search import Searcher
 from ingest.run import ingest_files
-from ingest.settings import Settings
 from ingest.store import Store
 from tests.conftest import SHARED_DATA
 from tests.crash_harness import ROOT, environment, fts_integrity, fts_probe, library_of, medlit

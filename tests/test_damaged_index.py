@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from rag.cli import cli
+from medlit.cli import cli
 from tests.conftest import SHARED_DATA
 
 CURRENT = SHARED_DATA / "fixtures" / "pubmed_xml" / "test_current_medline.xml.gz"

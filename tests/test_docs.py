@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 import pytest
 
-from ingest.settings import NCBISettings, Settings
-from rag.cli import cli
+from foundation.settings import NCBISettings, Settings
+from medlit.cli import cli
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

@@ -19,6 +19,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np
 import pytest
 
+from foundation.errors import InputError
 from indexes.embedder import (
     DEFAULT_MODEL_ID,
     FP32_FILE,
@@ -31,7 +32,6 @@ from indexes.embedder import (
     default_model_path,
     load_embedder,
 )
-from ingest.errors import InputError
 from tests.conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]

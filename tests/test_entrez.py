@@ -15,6 +15,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from foundation.errors import EntrezError, InputError
+from foundation.settings import NCBISettings
 from ingest.article import Article
 from ingest.entrez import (
     MAX_RETSTART,
@@ -25,10 +27,8 @@ from ingest.entrez import (
     redact,
     register_secret,
 )
-from ingest.errors import EntrezError, InputError
 from ingest.pubmed_xml import iter_records
 from ingest.ratelimit import RateLimiter
-from ingest.settings import NCBISettings
 from tests.fake_eutils import RETSTART_ERROR, FakeEutils, Fault, synthetic_corpus
 
 KEY = "f00dfeedc0ffee0123456789abcdefab1234"  # the shape of an NCBI API key (36 hex digits)

@@ -18,12 +18,12 @@ from bibtexparser import middlewares
 from Bio import Medline
 from click.testing import CliRunner
 
+from foundation.errors import InputError
 from ingest.article import AbstractSection, Article, Author, CommentCorrection, MeshHeading
-from ingest.errors import InputError
 from ingest.medline import COMMENT_TAGS, parse_medline
 from ingest.pubmed_xml import iter_records
-from rag.cli import cli
-from rag.export import CSV_COLUMNS, FORMATS, RETRACTED_NOTE, bibtex_key, export, latex_escape
+from medlit.cli import cli
+from medlit.export import CSV_COLUMNS, FORMATS, RETRACTED_NOTE, bibtex_key, export, latex_escape
 from tests.conftest import SHARED_DATA
 
 FIXTURES = SHARED_DATA / "fixtures"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from foundation.errors import InputError
 from ingest.article import Article
-from ingest.errors import InputError
 from ingest.pubmed_xml import iter_records
 from ingest.run import ingest_files
 from ingest.store import Store

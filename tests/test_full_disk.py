@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pytest
 
+from foundation.errors import LibraryError
+from foundation.settings import Settings
 from indexes.dense_index import DenseIndex
 from indexes.embedder import FakeEmbedder
 from indexes.search import Searcher
-from ingest.errors import LibraryError
 from ingest.run import ingest_files, ingest_jsonl
-from ingest.settings import Settings
 from ingest.store import Store
 from tests.conftest import SHARED_DATA
 from tests.crash_harness import environment, library_of, medlit

@@ -28,8 +28,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from foundation.errors import MedlitError
 from ingest.article import Article, Deletion, Rejected
-from ingest.errors import MedlitError
 from ingest.jsonl import read_jsonl, validate_jsonl
 from ingest.medline import parse_medline
 from ingest.pubmed_xml import iter_records

@@ -28,7 +28,7 @@ from click.testing import CliRunner, Result
 from ingest.article import Article
 from ingest.pubmed_xml import iter_records
 from ingest.store import prepare
-from rag.cli import cli
+from medlit.cli import cli
 from tests.conftest import SHARED_DATA
 from tests.crash_harness import Library, environment, library_of, medlit
 from tests.local_server import EntityServer

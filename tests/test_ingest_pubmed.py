@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rag.cli import cli
+from medlit.cli import cli
 from tests.fake_eutils import FakeEutils, Fault
 
 KEY = "0123456789abcdef0123456789abcdef0123"

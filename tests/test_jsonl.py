@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from foundation.errors import InputError
 from ingest.article import (
     MAX_PMID,
     AbstractSection,
@@ -19,7 +20,6 @@ from ingest.article import (
     MeshHeading,
     Rejected,
 )
-from ingest.errors import InputError
 from ingest.jsonl import read_jsonl, validate_jsonl
 
 

@@ -18,14 +18,14 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from pydantic import ValidationError
 
+from foundation.errors import InputError
+from foundation.settings import Settings
 from indexes.embedder import FakeEmbedder
 from indexes.hit import Filters
-from ingest.errors import InputError
-from ingest.settings import Settings
+from medlit.langchain import MedlitRetriever, answer_runnable, format_documents
+from medlit.library import Library
 from rag.answer import Answer
 from rag.generators import ExtractiveGenerator
-from rag.langchain import MedlitRetriever, answer_runnable, format_documents
-from rag.library import Library
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "Does metformin reduce cancer incidence in type 2 diabetes?"
@@ -241,19 +241,23 @@ def test_without_langchain_core_the_import_error_says_what_to_install(
 ) -> None:
     for name in [n for n in sys.modules if n == "langchain_core" or n.startswith("langchain_core.")]:
         monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules: "import" raises ImportError
-    monkeypatch.delitem(sys.modules, "rag.langchain")
+    monkeypatch.delitem(sys.modules, "medlit.langchain")
     with pytest.raises(ImportError, match=re.escape("pip install 'medlit[langchain]'")):
-        import rag.langchain  # noqa: F401
+        import medlit.langchain  # noqa: F401
 
 
 def test_nothing_else_in_medlit_imports_langchain() -> None:
     importers = []
-    for path in sorted(p for package in ("ingest", "indexes", "rag") for p in (ROOT / package).rglob("*.py")):
-        if re.search(r"^\s*(?:from|import)\s+(?:langchain|rag\.langchain\b)", path.read_text(), re.M):
+    for path in sorted(
+        p
+        for package in ("foundation", "ingest", "indexes", "rag", "medlit")
+        for p in (ROOT / package).rglob("*.py")
+    ):
+        if re.search(r"^\s*(?:from|import)\s+(?:langchain|medlit\.langchain\b)", path.read_text(), re.M):
             importers.append(path.relative_to(ROOT).as_posix())
-    assert importers == ["rag/langchain.py"]
+    assert importers == ["medlit/langchain.py"]
     code = (
-        "import sys, rag.cli, rag.library, rag.ask, rag.generators, indexes.search, ingest.store\n"
+        "import sys, medlit.cli, medlit.library, rag.ask, rag.generators, indexes.search, ingest.store\n"
         "print(sorted(m for m in sys.modules if m.startswith('langchain')))"
     )
     result = subprocess.run(

@@ -10,8 +10,8 @@ from Bio import Medline
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from foundation.errors import InputError
 from ingest.article import AbstractSection, Article, Author, CommentCorrection, MeshHeading, Rejected
-from ingest.errors import InputError
 from ingest.medline import parse_author, parse_medline, parse_mesh_heading
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
+from foundation.errors import InputError
 from ingest import pubmed_xml
 from ingest.article import (
     AbstractSection,
@@ -26,7 +27,6 @@ from ingest.article import (
     MeshHeading,
     Rejected,
 )
-from ingest.errors import InputError
 from ingest.pubmed_xml import iter_records
 from tests.conftest import SHARED_DATA
 from tests.local_server import EntityServer

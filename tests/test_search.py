@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from foundation.errors import InputError, LibraryError
+from foundation.settings import Settings
 from indexes.dense_index import DenseIndex
 from indexes.embedder import FakeEmbedder
 from indexes.evaluation import mrr_at, ndcg_at, recall_at
 from indexes.hit import Filters
 from indexes.search import Searcher, fuse
 from ingest.article import Deletion
-from ingest.errors import InputError, LibraryError
 from ingest.run import ingest_jsonl
-from ingest.settings import Settings
 from ingest.store import Store
-from rag.cli import cli
+from medlit.cli import cli
 
 ARTICLES = [
     {

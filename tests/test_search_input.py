@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from foundation.errors import InputError
+from foundation.settings import Settings
 from indexes.dense_index import DenseIndex
 from indexes.embedder import FakeEmbedder
 from indexes.hit import Filters
 from indexes.search import MAX_K, Searcher
-from ingest.errors import InputError
 from ingest.run import ingest_jsonl
-from ingest.settings import Settings
 from ingest.store import Store
 from tests.crash_harness import library_of
 
@@ -200,7 +200,7 @@ def test_filters_still_filter(library: tuple[Store, Searcher], mode: str) -> Non
 def test_the_cli_says_the_same_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from rag.cli import cli
+    from medlit.cli import cli
 
     monkeypatch.setenv("MEDLIT_EMBEDDING__BACKEND", "fake")
     home = tmp_path / "home"

@@ -16,8 +16,8 @@ from unittest.mock import patch
 import pytest
 from sqlite_utils import Database
 
+from foundation.errors import LibraryError
 from ingest.article import AbstractSection, Article, Deletion
-from ingest.errors import LibraryError
 from ingest.migrations import MIGRATIONS, applied, migrate
 from ingest.store import Store
 

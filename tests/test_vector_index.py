@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from foundation.errors import InputError, LibraryError
 from indexes.vector_index import (
     KINDS,
     IndexManifest,
@@ -20,7 +21,6 @@ from indexes.vector_index import (
     gpu_available,
     recall_at_k,
 )
-from ingest.errors import InputError, LibraryError
 
 DIM = 32
 SMALL_SPECS = {

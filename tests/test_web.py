@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from foundation.settings import ServeSettings, Settings
 from indexes.embedder import FakeEmbedder
-from ingest.settings import ServeSettings, Settings
+from medlit.library import Library
 from rag.answer import DISCLAIMER, INSUFFICIENT
-from rag.library import Library
 from tests.test_answer import ARTICLES, QUESTION
 
 uvicorn = pytest.importorskip("uvicorn")
@@ -48,7 +48,7 @@ TOKEN = "web-test-token-5f2c"
 @contextlib.contextmanager
 def _serving(library: Library, settings: Settings) -> Iterator[str]:
     """The app on uvicorn on 127.0.0.1 (a free port) in a thread; yields its base URL."""
-    from rag.api import create_app
+    from medlit.api import create_app
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -1,6 +1,6 @@
 """``Library``: the one entry point for notebooks and scripts — the same calls the CLI and the API make.
 
-from rag.library import Library
+from medlit.library import Library
 
 with Library("medlit-data") as lib:
     lib.ingest_files(["pubmed24n0001.xml.gz"])
@@ -19,9 +19,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from foundation.settings import Settings, get_settings
 from indexes.hit import Filters, Hit
 from ingest.article import Article
-from ingest.settings import Settings, get_settings
 from ingest.store import RunReport, Store
 from rag.answer import Answer
 
@@ -293,15 +293,8 @@ class Library:
             answer.trace.live = live_report
         return answer
 
-    def batch(self, questions: Any, out_path: str | Path, **options: Any) -> Any:
-        """Answer a file (CSV/JSONL) or list of questions into ``out_path`` (JSONL), resumably; the options
-        are ``rag.batch.run_batch``'s (workers, engine, report, generator, k, ...). Returns a BatchReport."""
-        from rag.batch import run_batch
-
-        return run_batch(questions, out_path, library=self, **options)
-
     def export(self, pmids: Iterable[int], fmt: str = "ris") -> str:
         """Citations of these articles as RIS, BibTeX, nbib or CSV."""
-        from rag.export import export
+        from medlit.export import export
 
         return export(self.articles(pmids), fmt)

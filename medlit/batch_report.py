@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.durable import write_atomically
-from ingest.errors import InputError
+from foundation.durable import write_atomically
+from foundation.errors import InputError
+from medlit.results import read_results
 from rag.answer import DISCLAIMER
-from rag.batch import read_results
 
 
 def report_format(path: Path) -> str:

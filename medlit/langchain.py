@@ -1,8 +1,8 @@
 """LangChain integration (optional: ``pip install 'medlit[langchain]'``, which brings langchain-core only).
 
 ```python
-from rag.langchain import MedlitRetriever, answer_runnable, format_documents
-from rag.library import Library
+from medlit.langchain import MedlitRetriever, answer_runnable, format_documents
+from medlit.library import Library
 
 library = Library("medlit-data")
 retriever = MedlitRetriever(library=library, k=5, filters={"year_min": 2015})
@@ -28,15 +28,15 @@ try:
     from langchain_core.retrievers import BaseRetriever
     from langchain_core.runnables import RunnableLambda
 except ImportError as exc:  # pragma: no cover - exercised with langchain-core hidden
-    raise ImportError("rag.langchain needs langchain-core: pip install 'medlit[langchain]'") from exc
+    raise ImportError("medlit.langchain needs langchain-core: pip install 'medlit[langchain]'") from exc
 
 from pydantic import ConfigDict, Field, field_validator
 
+from foundation.errors import InputError
 from indexes.hit import Filters, Hit
 from indexes.search import MAX_K, MODES
-from ingest.errors import InputError
+from medlit.library import Library
 from rag.answer import Answer
-from rag.library import Library
 
 _FILTER_FIELDS = frozenset(f.name for f in fields(Filters))
 

@@ -45,13 +45,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.exceptions import HTTPException
 
+from foundation.errors import EntrezError, InputError, LibraryError, MedlitError
+from foundation.redaction import register_secret
+from foundation.settings import ServeSettings, Settings, get_settings
 from indexes.hit import Filters
-from ingest.errors import EntrezError, InputError, LibraryError, MedlitError
-from ingest.redaction import register_secret
-from ingest.settings import ServeSettings, Settings, get_settings
-from rag import medlit_version
+from medlit.library import Library, make_filters
+from medlit.version import __version__
 from rag.generators import GenerationError
-from rag.library import Library, make_filters
 
 log = logging.getLogger("medlit.api")
 
@@ -369,7 +369,7 @@ def _access(serve: ServeSettings, limiter: RateLimiter) -> list[Any]:
 
 @dataclass
 class Job:
-    """A batch job of the server: where it is, and the file ``rag.batch.run_batch`` writes its answers to."""
+    """A batch job of the server: where it is, and the file ``run_batch`` writes its answers to."""
 
     id: str
     total: int
@@ -393,7 +393,7 @@ class Job:
 
 class Jobs:
     """The batch jobs of one app, run one after another on their own thread (so a big batch never takes the
-    threads interactive requests need) by ``rag.batch.run_batch``, which writes each answer, fsynced, to
+    threads interactive requests need) by ``medlit.batch.run_batch``, which writes each answer, fsynced, to
     ``$MEDLIT_HOME/jobs/<id>.jsonl``. A job's results outlive the server; past ``limit`` jobs the oldest
     finished one is forgotten and its files deleted (they hold the questions)."""
 
@@ -426,7 +426,7 @@ class Jobs:
         return job
 
     def _forget(self, job: Job) -> None:
-        from rag.batch import manifest_path
+        from medlit.results import manifest_path
 
         self._jobs.pop(job.id, None)
         for path in (
@@ -447,7 +447,7 @@ class Jobs:
 
     def _from_disk(self, job_id: str) -> Job | None:
         """A job of an earlier server run, from the manifest beside its results."""
-        from rag.batch import manifest_path
+        from medlit.results import manifest_path
 
         path = self._path(job_id)
         try:
@@ -464,13 +464,13 @@ class Jobs:
 
     def results(self, job: Job) -> list[dict[str, Any]]:
         """The result lines written so far, in question order."""
-        from rag.batch import read_results
+        from medlit.results import read_results
 
         lines = read_results(job.results)
         return sorted(lines, key=lambda r: int(r["id"]) if str(r["id"]).isdigit() else 0)
 
     def _run(self, job: Job, items: list[dict[str, Any]], options: dict[str, Any]) -> None:
-        from rag.batch import run_batch
+        from medlit.batch import run_batch
 
         def progress(done: int, _total: int) -> None:
             job.done = done
@@ -542,7 +542,7 @@ def create_app(library: Library | None = None, settings: Settings | None = None)
 
     app = FastAPI(
         title="medlit",
-        version=medlit_version(),
+        version=__version__,
         description="Search a local PubMed library and get short answers whose every sentence cites the "
         "retrieved articles, verified by code. Answers support, and do not replace, a clinician's "
         "judgement.",
@@ -681,7 +681,7 @@ def create_app(library: Library | None = None, settings: Settings | None = None)
 
             index = DenseIndex(lib.store, lib.settings).info()
             index.pop("path", None)
-            return {"status": "ok", "version": medlit_version(), "library": stats, "index": index}
+            return {"status": "ok", "version": __version__, "library": stats, "index": index}
 
         return await run(read)
 

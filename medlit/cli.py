@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import click
 
+from foundation.errors import MedlitError
+from foundation.settings import Settings
 from ingest.article import Article
-from ingest.errors import MedlitError
-from ingest.settings import Settings
 from ingest.store import RunReport, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,7 +57,7 @@ pass_context = click.make_pass_decorator(_Context)
 
 
 def _configure_logging(verbose: int) -> None:
-    from ingest.redaction import RedactingFilter
+    from foundation.redaction import RedactingFilter
 
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
@@ -250,7 +250,7 @@ def index_build(
     obj: _Context, kind: str | None, engine: str, ray_address: str | None, as_json: bool, quiet: bool
 ) -> None:
     """Embed every article with a title or abstract into a new index (the old one serves until it is done)."""
-    from rag.library import Library
+    from medlit.library import Library
 
     with Library(settings=obj.settings) as library:
         report = library.index_build(
@@ -350,7 +350,7 @@ def _filters(
     language: tuple[str, ...],
     include_retracted: bool,
 ) -> Any:
-    from rag.library import make_filters
+    from medlit.library import make_filters
 
     return make_filters(year, types, mesh, language, include_retracted)
 
@@ -431,7 +431,7 @@ def ask_cmd(
 ) -> None:
     """Answer a question from the library: every sentence cites retrieved articles, verified by code, or
     an honest "the evidence found is insufficient"."""
-    from rag.library import Library
+    from medlit.library import Library
 
     settings = obj.settings
     updates = {key: value for key, value in (("base_url", base_url), ("model", model)) if value}
@@ -503,12 +503,14 @@ def batch_cmd(
 ) -> None:
     """Answer every question of a CSV (a question column) or JSONL file into a JSONL of cited answers, with
     a manifest beside it; resumes where a stopped run left off."""
-    from rag.library import Library
+    from medlit.batch import run_batch
+    from medlit.library import Library
 
     with Library(settings=obj.settings) as library:
-        result = library.batch(
+        result = run_batch(
             questions,
             out,
+            library=library,
             workers=workers,
             engine=engine,
             ray_address=ray_address,
@@ -645,7 +647,7 @@ def eval_answers(
     """Answer every question against a throwaway library and print, per question file, the share of
     citations inside the retrieved set, of supported sentences, the abstention rate and (when the
     generator gives verdicts) yes/no/maybe accuracy, as JSON lines."""
-    from rag.evaluation import evaluate_answers
+    from medlit.evaluation import evaluate_answers
 
     results = evaluate_answers(
         list(corpora),
@@ -768,7 +770,7 @@ def runs(obj: _Context, limit: int, failures_of: int | None, as_json: bool) -> N
 
 
 def _export_formats() -> list[str]:
-    from rag.export import FORMATS
+    from medlit.export import FORMATS
 
     return list(FORMATS)
 
@@ -803,8 +805,8 @@ def export_cmd(
 
     PMIDs missing from the library are named in one error and nothing is written.
     """
-    from ingest.errors import InputError
-    from rag.export import export, load_articles, pmids_from_answer
+    from foundation.errors import InputError
+    from medlit.export import export, load_articles, pmids_from_answer
 
     wanted = list(pmids)
     if from_answer is not None:
@@ -846,10 +848,10 @@ def serve_cmd(obj: _Context, host: str | None, port: int | None) -> None:
     try:
         import uvicorn
 
-        from rag.api import create_app
+        from medlit.api import create_app
     except ImportError:
         raise MedlitError("medlit serve needs FastAPI and uvicorn: pip install 'medlit[serve]'") from None
-    from rag.library import Library
+    from medlit.library import Library
 
     settings = obj.settings
     host = host or settings.serve.host

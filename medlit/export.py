@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import rispy
 
+from foundation.errors import InputError
 from ingest.article import RETRACTED_PUBLICATION_TYPE, Article, Author
-from ingest.errors import InputError
 from ingest.medline import COMMENT_TAGS
 
 if TYPE_CHECKING:

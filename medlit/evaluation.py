@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from foundation.errors import InputError
+from foundation.settings import Settings, get_settings
 from indexes.evaluation import eval_library, question_records
-from ingest.errors import InputError
-from ingest.settings import Settings, get_settings
 from rag.ask import Answerer
 from rag.generators import make_generator
 

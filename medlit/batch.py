@@ -1,6 +1,6 @@
 """Batch literature-review jobs: a file of questions answered into ``RESULTS.jsonl``, resumably.
 
-    from rag.batch import run_batch
+    from medlit.batch import run_batch
     report = run_batch("questions.csv", "RESULTS.jsonl", workers=2, report="report.html")
 
 - Input (``read_questions``): CSV with a ``question`` column (optional ``id``, and filter columns ``years``,
@@ -18,7 +18,7 @@
   embedder) or ``ray`` (Ray Data ``map_batches`` over actors that each open the library once; a local Ray
   or the cluster at ``ray_address``).
 - ``report``: Markdown or HTML with a per-question table, counts, the evidence levels cited, the most cited
-  articles, and a histogram of cited years (``rag.batch_report``).
+  articles, and a histogram of cited years (``medlit.batch_report``).
 """
 
 from __future__ import annotations
@@ -41,16 +41,17 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from foundation.clock import now
+from foundation.durable import write_atomically
+from foundation.errors import InputError, LibraryError, MedlitError
+from foundation.progress import progress_bar
+from foundation.redaction import redact
+from foundation.settings import Settings, get_settings
 from indexes.hit import Filters
 from indexes.ray_embedder import check_engine, ray_session, require_ray, unwrap_ray_error
-from ingest.durable import write_atomically
-from ingest.errors import InputError, LibraryError, MedlitError
-from ingest.progress import progress_bar
-from ingest.redaction import redact
-from ingest.settings import Settings, get_settings
-from ingest.store import now
-from rag import medlit_version
-from rag.library import Library, make_filters
+from medlit.library import Library, make_filters
+from medlit.results import _parse_results, manifest_path
+from medlit.version import __version__
 
 log = logging.getLogger("medlit.batch")
 
@@ -283,52 +284,6 @@ def answer_one(
 # ----- the results file ----------------------------------------------------------------------------------
 
 
-def manifest_path(results: str | Path) -> Path:
-    """``RESULTS.jsonl`` → ``RESULTS.manifest.json`` beside it."""
-    results = Path(results)
-    return results.with_name(results.stem + ".manifest.json")
-
-
-def read_results(path: str | Path) -> list[dict[str, Any]]:
-    """The result lines of a RESULTS.jsonl; a torn last line (a killed writer) is left out."""
-    return _parse_results(Path(path))[0]
-
-
-def _parse_results(path: Path) -> tuple[list[dict[str, Any]], bool]:
-    """(records, clean): ``clean`` is False when the file ends in a torn or unterminated line."""
-    if not path.exists():
-        return [], True
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        record = _result_line(line)
-        if record is None:
-            raise InputError(
-                f"{path}:{number}: not a result line of `medlit batch` (fix or remove the file to start over)"
-            )
-        records.append(record)
-    if tail.strip():
-        record = _result_line(tail)  # complete JSON without its newline is kept; a torn line is dropped
-        if record is not None:
-            records.append(record)
-        return records, False
-    return records, True
-
-
-def _result_line(line: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str) or "status" not in data:
-        return None
-    return data
-
-
 @contextlib.contextmanager
 def _exclusive(results: Path) -> Iterator[None]:
     """One job writes a results file at a time (an flock on ``RESULTS.jsonl.lock``)."""
@@ -474,7 +429,7 @@ def run_batch(
         raise InputError(f"{out}: the results file is JSON lines: name it RESULTS.jsonl")
     report_path = Path(report) if report is not None else None
     if report_path is not None:
-        from rag.batch_report import report_format
+        from medlit.batch_report import report_format
 
         report_format(report_path)
     options = {"k": k, "mode": mode, "filters": filters}
@@ -516,7 +471,7 @@ def run_batch(
                 result.seconds = time.perf_counter() - started
                 _write_manifest(result, settings, info, ray_address, questions)
         if report_path is not None:
-            from rag.batch_report import write_report
+            from medlit.batch_report import write_report
 
             result.report = write_report(out, report_path)
     finally:
@@ -592,7 +547,7 @@ def _write_manifest(
         elif isinstance(old, dict):
             previous = old.get("previous_runs", [])
     data = {
-        "medlit_version": medlit_version(),
+        "medlit_version": __version__,
         "results": result.results.name,
         "questions": str(source) if isinstance(source, str | Path) else None,
         "status": result.status,
