@@ -120,6 +120,11 @@ class AnswerSettings(BaseModel):
         description="An answer sentence is supported when a sentence of an abstract it cites is at least "
         "this similar (cosine, default model; calibrated on BioASQ, see docs/answers.md).",
     )
+    summary_threshold: float = Field(
+        0.65,
+        description="An answer sentence without citations (an opening verdict or summary) is supported when "
+        "an article the rest of the answer cites is at least this similar to it (see docs/answers.md).",
+    )
     base_url: str = Field("http://127.0.0.1:8080/v1", description="OpenAI-compatible API base URL.")
     model: str = Field("default", description="Model name sent to the OpenAI-compatible server.")
     api_key: SecretStr | None = Field(

@@ -16,9 +16,10 @@ DISCLAIMER = (
 INSUFFICIENT = "The evidence found is insufficient to answer this question."
 
 
-def with_marks(text: str, numbers: list[int]) -> str:
-    """ "Sentence." and [1, 2] → "Sentence [1][2]." (markers before the closing punctuation)."""
-    marks = "".join(f"[{n}]" for n in numbers)
+def with_marks(text: str, numbers: list[int], inline: list[int] | tuple[int, ...] = ()) -> str:
+    """ "Sentence." and [1, 2] → "Sentence [1][2]." (markers before the closing punctuation); numbers
+    already written inside the sentence (``inline``) are not repeated."""
+    marks = "".join(f"[{n}]" for n in numbers if n not in inline)
     if not marks:
         return text
     body = text.rstrip()
@@ -44,6 +45,10 @@ class Citation:
     retracted: bool
     quote: str  # the abstract sentence that best supports the answer sentence(s) citing it
     doi: str | None = None
+    design: str | None = None  # short design label: "RCT", "meta-analysis", "cohort", "case report"...
+    sample_size: int | None = None  # people studied, when the abstract says
+    size: str | None = None  # "n=1,204", or "24 studies" for a review
+    stance: str | None = None  # supports / contradicts / unclear: its finding on a yes/no question
 
     @property
     def url(self) -> str:
@@ -63,6 +68,10 @@ class Citation:
             "url": self.url,
             "doi": self.doi,
             "quote": self.quote,
+            "design": self.design,
+            "sample_size": self.sample_size,
+            "size": self.size,
+            "stance": self.stance,
         }
 
 
@@ -75,6 +84,13 @@ class AnswerSentence:
     supported: bool = False
     support: float | None = None  # best similarity to a sentence of a cited abstract
     note: str | None = None  # why it is flagged, when it is
+    on_point: bool = True  # it is about the question (mentions its main concepts)
+    inline: list[int] = field(default_factory=list)  # citation numbers written inside ``text`` already
+
+    @property
+    def marked(self) -> str:
+        """The sentence as shown: its text with its citation markers."""
+        return with_marks(self.text, self.citations, self.inline)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +99,9 @@ class AnswerSentence:
             "supported": self.supported,
             "support": None if self.support is None else round(self.support, 4),
             "note": self.note,
+            "on_point": self.on_point,
+            "inline": list(self.inline),
+            "marked": self.marked,
         }
 
 
@@ -138,9 +157,15 @@ class Answer:
     generator: str
     abstained: bool = False
     reason: str | None = None  # why it abstained
-    verdict: str | None = None  # yes / no / maybe, when the generator gives one
+    verdict: str | None = None  # yes / no / uncertain, for a yes/no question when one could be formed
     removed_citations: list[RemovedCitation] = field(default_factory=list)
     disclaimer: str = DISCLAIMER
+    verdict_basis: str | None = None  # what the verdict rests on ("local LLM ...", "the cited studies' ...")
+    stance_summary: str | None = None  # "2 RCTs for, 1 cohort against, 1 unclear"
+    stances: dict[str, int] | None = None  # {"supports": n, "contradicts": n, "unclear": n}
+    notes: list[str] = field(default_factory=list)  # what a clinician must see (missing concept, population)
+    focus: dict[str, Any] | None = None  # what the question was read to be about
+    off_point: list[AnswerSentence] = field(default_factory=list)  # generated but not about the question
 
     @property
     def unsupported(self) -> list[AnswerSentence]:
@@ -156,6 +181,12 @@ class Answer:
             "sentences": [s.to_dict() for s in self.sentences],
             "citations": [c.to_dict() for c in self.citations],
             "removed_citations": [r.to_dict() for r in self.removed_citations],
+            "verdict_basis": self.verdict_basis,
+            "stance_summary": self.stance_summary,
+            "stances": self.stances,
+            "notes": list(self.notes),
+            "focus": self.focus,
+            "off_point": [s.to_dict() for s in self.off_point],
             "generator": self.generator,
             "trace": self.trace.to_dict(),
             "disclaimer": self.disclaimer,

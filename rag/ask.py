@@ -18,7 +18,8 @@ from foundation.settings import Settings
 from indexes.hit import Filters, Hit
 from indexes.search import Searcher
 from ingest.store import Store
-from rag.answer import INSUFFICIENT, Answer, AnswerSentence, Citation, Trace, with_marks
+from rag.answer import INSUFFICIENT, Answer, AnswerSentence, Citation, Trace
+from rag.appraise import answer_notes, appraise, tally
 from rag.generators import (
     Draft,
     Evidence,
@@ -88,6 +89,9 @@ class Answerer:
         evidence = self._evidence(question, hits)
         timings["embed_sentences"] = (time.perf_counter() - started) * 1000
         trace.relevance = evidence.relevance()
+        started = time.perf_counter()
+        appraise(evidence, self.embedder)
+        timings["appraise"] = (time.perf_counter() - started) * 1000
         return hits, evidence, trace
 
     def _evidence(self, question: str, hits: list[Hit]) -> Evidence:
@@ -112,6 +116,7 @@ class Answerer:
                     mesh=[m.descriptor for m in article.mesh],
                     retracted=article.retracted,
                     doi=article.doi,
+                    keywords=list(article.keywords),
                 )
             )
             sentences.extend(own)
@@ -143,6 +148,18 @@ class Answerer:
                 f"no retrieved article is close enough to the question (best similarity "
                 f"{trace.relevance or 0:.2f} < {threshold:.2f})",
             )
+        focus = evidence.focus
+        if focus is not None and focus.main and not evidence.on_point():
+            answer = _abstain(
+                question,
+                trace,
+                name,
+                "no retrieved article is about "
+                + " or ".join(c.text for c in focus.main[:3])
+                + " (the closest ones concern other topics)",
+            )
+            answer.focus = focus.to_dict()
+            return answer
         return None
 
     def ask(
@@ -167,37 +184,74 @@ class Answerer:
         if draft.insufficient:
             return _abstain(question, trace, self.generator.name, GENERATOR_INSUFFICIENT)
         started = time.perf_counter()
-        verifier = Verifier(evidence, self.embedder, self.settings.answer.support_threshold)
+        verifier = self._verifier(evidence)
         verifier.check_draft(draft)
         trace.timings_ms["verify"] = (time.perf_counter() - started) * 1000
         return self._finish(question, trace, verifier, draft.verdict)
 
+    def _verifier(self, evidence: Evidence) -> Verifier:
+        cfg = self.settings.answer
+        return Verifier(
+            evidence, self.embedder, cfg.support_threshold, summary_threshold=cfg.summary_threshold
+        )
+
     def _finish(self, question: str, trace: Trace, verifier: Verifier, verdict: str | None) -> Answer:
         checked = verifier.result()
         name = self.generator.name
+        evidence = verifier.evidence
+        focus = evidence.focus
         if not any(s.supported for s in checked.sentences):
-            answer = _abstain(
-                question,
-                trace,
-                name,
-                "no sentence of the generated answer is supported by a retrieved abstract",
-            )
+            reason = "no sentence of the generated answer is supported by a retrieved abstract"
+            if checked.off_point and not checked.sentences:
+                reason = "no sentence of the generated answer is about the question"
+            answer = _abstain(question, trace, name, reason)
             answer.removed_citations = checked.removed
             answer.sentences = checked.sentences
+            answer.off_point = checked.off_point
+            answer.focus = focus.to_dict() if focus is not None else None
             return answer
-        return Answer(
+        citations = sorted(checked.citations, key=lambda c: c.number)
+        cited = {c.pmid: c.number for c in citations}
+        notes = answer_notes(evidence, cited)
+        opening = notes[0] if notes and evidence.missing_primary else None
+        answer = Answer(
             question=question,
             text=" ".join(
-                with_marks(s.text, s.citations) if s.supported else f"{s.text} [unsupported]"
-                for s in checked.sentences
+                ([opening] if opening else [])
+                + [s.marked if s.supported else f"{s.text} [unsupported]" for s in checked.sentences]
             ),
             sentences=checked.sentences,
-            citations=sorted(checked.citations, key=lambda c: c.number),
+            citations=citations,
             trace=trace,
             generator=name,
-            verdict=verdict,
             removed_citations=checked.removed,
+            notes=notes,
+            focus=focus.to_dict() if focus is not None else None,
+            off_point=checked.off_point,
         )
+        self._decide(answer, evidence, verdict)
+        return answer
+
+    def _decide(self, answer: Answer, evidence: Evidence, model_verdict: str | None) -> None:
+        """The verdict of a yes/no question and what it rests on; the for/against counts of the cited
+        studies. A question that is not yes/no gets no verdict (a model's "Verdict:" line is dropped)."""
+        focus = evidence.focus
+        if focus is not None and not focus.yes_no:
+            return
+        counted = tally(evidence, [c.pmid for c in answer.citations])
+        if counted is not None:
+            answer.stance_summary = counted.summary
+            answer.stances = counted.counts
+        if model_verdict is not None:
+            answer.verdict = "uncertain" if model_verdict == "maybe" else model_verdict
+            answer.verdict_basis = f"the model ({self.generator.name})"
+        elif counted is not None:
+            answer.verdict = counted.verdict
+            answer.verdict_basis = f"the stances of the cited studies ({counted.summary})"
+        if evidence.missing_primary and answer.verdict is not None and focus is not None:
+            primary = focus.primary.text if focus.primary else "the question's subject"
+            answer.verdict = "uncertain"
+            answer.verdict_basis = f"no retrieved article studies {primary}"
 
     def _draft(self, evidence: Evidence) -> Draft:
         draft = self.generator.generate(evidence)
@@ -241,7 +295,7 @@ class Answerer:
     def _stream_model(
         self, question: str, trace: Trace, evidence: Evidence, stream: Callable[[Evidence], Iterator[str]]
     ) -> Iterator[dict[str, Any]]:
-        verifier = Verifier(evidence, self.embedder, self.settings.answer.support_threshold)
+        verifier = self._verifier(evidence)
         started = time.perf_counter()
         text, verdict, head_done, emitted = "", None, False, 0
         for chunk in stream(evidence):
@@ -255,8 +309,7 @@ class Answerer:
             # a sentence is complete once the next one has begun with words (not a "[2" still arriving)
             if len(pieces) - 1 <= emitted or pieces[-1].lstrip().startswith(("[", "(")):
                 continue
-            for sentence in verifier.check_text(" ".join(pieces[emitted:-1])):
-                yield _sentence_event(sentence, verifier.cited(sentence))
+            yield from self._shown(verifier, verifier.check_text(" ".join(pieces[emitted:-1])))
             emitted = len(pieces) - 1
         if not head_done:
             verdict, start = read_verdict(text)
@@ -266,10 +319,20 @@ class Answerer:
             answer = _abstain(question, trace, self.generator.name, GENERATOR_INSUFFICIENT)
             yield {"event": "answer", "data": answer.to_dict()}
             return
-        for sentence in verifier.check_text(rest):
-            yield _sentence_event(sentence, verifier.cited(sentence))
+        yield from self._shown(verifier, verifier.check_text(rest))
+        yield from self._shown(verifier, verifier.finish())  # opening summaries, once all is cited
         trace.timings_ms["generate_and_verify"] = (time.perf_counter() - started) * 1000
         yield {"event": "answer", "data": self._finish(question, trace, verifier, verdict).to_dict()}
+
+    def _shown(self, verifier: Verifier, sentences: list[AnswerSentence]) -> Iterator[dict[str, Any]]:
+        """Sentence events for what the user may see now: sentences about the question, once verified;
+        an uncited one waits for the end of the answer (it may rest on what the rest cites)."""
+        for sentence in sentences:
+            if not sentence.on_point or verifier.pending(sentence):
+                continue
+            event = _sentence_event(sentence, verifier.cited(sentence))
+            event["data"]["index"] = verifier.sentences.index(sentence)
+            yield event
 
 
 def _sentence_event(sentence: AnswerSentence, cited: list[Citation]) -> dict[str, Any]:

@@ -24,6 +24,8 @@ import numpy as np
 from foundation.errors import InputError, MedlitError
 from foundation.redaction import redact, register_secret
 from foundation.settings import AnswerSettings
+from rag.evidence import Design, EvidenceLevel
+from rag.focus import Focus
 from rag.sentences import SourceSentence
 
 log = logging.getLogger("medlit.generate")
@@ -48,6 +50,24 @@ class Source:
     mesh: list[str] = field(default_factory=list)
     retracted: bool = False
     doi: str | None = None
+    keywords: list[str] = field(default_factory=list)
+    # read against the question by rag.appraise (defaults: not yet appraised)
+    mentions: list[str] = field(default_factory=list)  # the question's main concepts it is about
+    on_primary: bool = True  # it is about the question's primary concept
+    design: Design | None = None
+    sample_size: int | None = None
+    studies: int | None = None  # for a review: how many studies it pooled
+    age_groups: frozenset[str] = frozenset()
+    population_clash: str | None = None  # "children (mean age 10.4 years)" when not the question's
+    stance: str | None = None  # supports / contradicts / unclear, for a yes/no question
+    stance_confidence: float = 0.0
+
+    @property
+    def size_text(self) -> str | None:
+        """ "n=1,204" or, for a review, "24 studies"."""
+        if self.studies and self.design is not None and self.design.level == EvidenceLevel.SYSTEMATIC_REVIEW:
+            return f"{self.studies} studies"
+        return f"n={self.sample_size:,}" if self.sample_size else None
 
     @property
     def text(self) -> str:
@@ -64,6 +84,18 @@ class Evidence:
     sentences: list[SourceSentence]  # every sentence of every source, in source order
     vectors: np.ndarray  # one L2-normalised row per sentence
     question_vector: np.ndarray
+    focus: Focus | None = None  # what the question is about (rag.focus), once appraised
+    missing_primary: bool = False  # no retrieved article is about the question's primary concept
+    closest: tuple[int, str] | None = None  # (pmid, what it concerns) when the primary concept is missing
+
+    def on_point(self) -> list[Source]:
+        """The sources an answer may draw on: those about the primary concept, or (when none is) those
+        about any main concept of the question; every source before the evidence is appraised."""
+        if self.focus is None:
+            return list(self.sources)
+        if not self.missing_primary:
+            return [s for s in self.sources if s.on_primary]
+        return [s for s in self.sources if s.mentions]
 
     def by_pmid(self) -> dict[int, Source]:
         return {s.pmid: s for s in self.sources}
@@ -83,8 +115,10 @@ class Evidence:
 
 @dataclass(slots=True)
 class DraftSentence:
-    text: str  # may still hold citation markers (model output); extractive drafts give citations directly
+    text: str  # without markers; extractive drafts give citations directly
     pmids: list[int] = field(default_factory=list)
+    inline: list[list[int]] = field(default_factory=list)  # PMIDs of each marker group inside the sentence
+    template: str | None = None  # the text with inline groups as placeholders (rag.sentences.INLINE)
 
 
 @dataclass(slots=True)

@@ -175,3 +175,72 @@ def _take_markers(sentence: str) -> tuple[str, list[Marker]]:
 
 def join_texts(parts: Iterable[str]) -> str:
     return " ".join(p.strip() for p in parts if p.strip())
+
+
+INLINE = "\x00"  # wraps the number of an inline marker group in a sentence's template: "\x000\x00"
+_ANY_MARKER = re.compile(
+    "|".join(f"(?:{p.pattern})" for p in (_CITATION_GROUP, _PMID_PARENS, _PMID_MENTION)), re.I
+)
+
+
+@dataclass(slots=True)
+class MarkedSentence:
+    """A sentence with its citation markers read: ``template`` is the text without the markers written at
+    its end and with each marker group written inside it replaced by ``INLINE + str(k) + INLINE``;
+    ``trailing`` are the end markers; ``inline[k]`` the markers of the k-th group inside the sentence."""
+
+    template: str
+    trailing: list[Marker]
+    inline: list[list[Marker]]
+
+    @property
+    def markers(self) -> list[Marker]:
+        return [m for group in self.inline for m in group] + self.trailing
+
+    def text(self, groups: list[str] | None = None) -> str:
+        """The sentence with the inline groups written as ``groups[k]`` (default: left out)."""
+        return fill_template(self.template, groups)
+
+
+def fill_template(template: str, groups: list[str] | None = None) -> str:
+    """A ``MarkedSentence.template`` with its k-th inline group written as ``groups[k]`` (none: left out)."""
+    parts = re.split(f"{INLINE}(\\d+){INLINE}", template)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            out.append(part)
+        elif groups is not None and int(part) < len(groups) and groups[int(part)]:
+            out.append(groups[int(part)])
+    text = " ".join("".join(out).split())
+    return re.sub(r"\s+([.,;:!?])", r"\1", text).strip()
+
+
+def marked_sentence(sentence: str) -> MarkedSentence:
+    """Markers at the end of a sentence ("... effect [1][2].") are its citations; a marker group inside it
+    ("The trial by [1] found ...", "Metformin [2] and statins [3] ...") keeps its place in the template."""
+    spans = [m.span() for m in _ANY_MARKER.finditer(sentence)]
+    tail_start = len(sentence)
+    for start, end in reversed(spans):
+        between = sentence[end:tail_start]
+        if re.fullmatch(r"[\s.,;:!?)\]]*", between):
+            tail_start = start
+        else:
+            break
+    template_parts: list[str] = []
+    inline: list[list[Marker]] = []
+    cursor = 0
+    for start, end in spans:
+        if start >= tail_start:
+            break
+        template_parts.append(sentence[cursor:start])
+        _text, markers = citation_markers(sentence[start:end])
+        template_parts.append(f" {INLINE}{len(inline)}{INLINE} ")
+        inline.append(markers)
+        cursor = end
+    template_parts.append(sentence[cursor:tail_start])
+    rest, trailing = citation_markers(sentence[tail_start:])
+    stop = re.sub(r"[^.!?]", "", rest)[-1:]  # "[1], [2]." leaves ",." : only the full stop belongs
+    template = " ".join(("".join(template_parts).rstrip(" ,;:") + stop).split())
+    return MarkedSentence(
+        template=re.sub(r"\s+([.,;:!?])", r"\1", template), trailing=trailing, inline=inline
+    )

@@ -2,10 +2,19 @@
 
 1. Every citation must name a retrieved article: ``[n]`` within 1..len(sources), or a retrieved PMID.
    Others (a hallucinated PMID, an out-of-range or malformed number) are removed and reported.
-2. Each cited article must support the sentence: some sentence of its abstract (never one that looks like an
-   instruction to a model) is at least ``support_threshold`` similar to it. Citations that do not support
-   the sentence are removed; a sentence left without any is marked unsupported.
-3. Citations are renumbered in order of first use and carry the quote that supports them.
+2. Each cited article must support the sentence (``support_score``): a sentence of its abstract (never one
+   that looks like an instruction to a model) says the same, or two of its sentences together do (a
+   sentence that sums up), while the sentence's own numbers appear in the article and a "no effect" claim
+   is not drawn from a finding of an effect (or the reverse). Citations that do not support the sentence
+   are removed; a sentence left without any is marked unsupported.
+3. The sentence must be about the question (when the evidence was appraised, ``rag.appraise``): it
+   mentions one of the question's main concepts, and its primary concept unless every article it cites is
+   about it. A sentence that is not is no answer sentence: it is set aside, whatever its citations.
+4. An opening sentence without markers (a verdict or a summary: "Laparoscopic cholecystectomy is generally
+   safe in older adults.") may rest on the evidence the rest of the answer cites: it is checked against the
+   articles the other supported sentences cite, once the answer is complete.
+5. Citations are renumbered in order of first use and carry the quote that supports them; a marker inside a
+   sentence ("The trial by [2] found ...") keeps its place, renumbered.
 """
 
 from __future__ import annotations
@@ -16,19 +25,40 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.answer import AnswerSentence, Citation, RemovedCitation
-from rag.evidence import evidence_level
+from rag.evidence import study_design
+from rag.focus import Focus, stems
 from rag.generators import Draft, DraftSentence, Evidence
-from rag.sentences import citation_markers, split_sentences
+from rag.sentences import Marker, fill_template, marked_sentence, split_sentences
+from rag.stance import finding_polarity
 
 _LEADING_MARKERS = re.compile(r"^((?:\s*(?:\[[^\]]{1,40}\]|\(\s*PMIDs?\b[^)]{0,40}\)))+)\s*", re.I)
 _GLUED_MARKER = re.compile(r"([.!?])(?=\[[^\]]{1,40}\])")  # "effect.[1] Next": a boundary after the stop
+_NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)?)\s*(%|percent)?")
+REMOVED_INLINE = "[citation removed]"
+# A sentence that opens by pointing back ("This drug ...", "These findings ...") is about what the one
+# before it was about.
+_ANAPHORA = re.compile(
+    r"^\s*(?:this|these|that|those|it|its|they|their|such|both|the\s+(?:drug|treatment|therapy|intervention|"
+    r"procedure|operation|agent|medication|vaccine|study|trial|review|analysis|findings?|results?|evidence|"
+    r"authors?|same))\b",
+    re.I,
+)
+# An uncited sentence that sums up the rest may rest on what the rest cites: the opening one, or one that
+# says it sums up.
+_SUMMARY_CUE = re.compile(
+    r"^\s*(?:overall|in\s+summary|in\s+conclusion|to\s+summari[sz]e|taken\s+together|together|in\s+short|"
+    r"thus|therefore|hence|in\s+sum|collectively|altogether|these\s+(?:studies|findings|results|data))\b",
+    re.I,
+)
+SUMMARY_NOTE = "sums up the evidence the answer cites"
 
 
 @dataclass(slots=True)
 class Verified:
-    sentences: list[AnswerSentence]
+    sentences: list[AnswerSentence]  # the answer's sentences (about the question), in order
     citations: list[Citation]
     removed: list[RemovedCitation]
+    off_point: list[AnswerSentence]  # sentences set aside as not about the question
 
 
 def split_answer(text: str) -> list[str]:
@@ -47,14 +77,91 @@ def split_answer(text: str) -> list[str]:
     return pieces
 
 
+# ----- support ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Support:
+    """How well one article supports one answer sentence."""
+
+    score: float  # the decisive similarity: best single sentence, or the best pair for a sum-up
+    single: float  # best similarity to one of its sentences
+    coverage: float  # share of the sentence's specific words found in the article
+    quote: int  # index (in the article's usable sentences) of the best sentence
+    numbers_ok: bool  # every number the sentence states appears in the article
+    polarity_ok: bool  # the sentence does not turn the article's finding around
+
+
+def support_score(
+    vector: np.ndarray, sentence: str, vectors: np.ndarray, texts: list[str], article_text: str
+) -> Support:
+    """The support one article (its usable sentences ``texts`` with ``vectors``) gives ``sentence``."""
+    sims = vectors @ vector
+    best = int(np.argmax(sims))
+    single = float(sims[best])
+    pair = single
+    if len(texts) > 1:
+        top = np.argsort(-sims)[:3]
+        for i in top:
+            for j in top:
+                if i < j:
+                    mean = vectors[i] + vectors[j]
+                    mean = mean / (np.linalg.norm(mean) or 1.0)
+                    pair = max(pair, float(mean @ vector))
+    words = _specific_stems(sentence)
+    found = stems(article_text)
+    coverage = sum(w in found for w in words) / len(words) if words else 1.0
+    numbers_ok = all(n in _numbers(article_text) for n in _numbers(sentence))
+    mine, _hedged = finding_polarity(sentence)
+    theirs, _ = finding_polarity(texts[best])
+    polarity_ok = not (mine and theirs and mine != theirs)
+    return Support(
+        score=max(single, pair if coverage >= 0.6 else single),
+        single=single,
+        coverage=coverage,
+        quote=best,
+        numbers_ok=numbers_ok,
+        polarity_ok=polarity_ok,
+    )
+
+
+def _specific_stems(text: str) -> set[str]:
+    from rag.focus import is_generic, stem, words
+
+    return {stem(w) for w in words(text) if not is_generic(w) and not w.isdigit()}
+
+
+def _numbers(text: str) -> set[str]:
+    """The numbers a text states, as written ("1,204" and "1204" alike; "0.5" and ".5" not merged)."""
+    out = set()
+    for match in _NUMBER.finditer(text):
+        value = match.group(1).replace(",", "")
+        if re.fullmatch(r"(?:19|20)\d\d", value) or len(value) == 1:
+            continue  # years and single digits ("2 trials", "type 2") are no claim to check
+        out.add(value)
+    return out
+
+
+# ----- the verifier -----------------------------------------------------------------------------------------
+
+
 class Verifier:
     """Checks answer sentences against one question's evidence, a few at a time (streaming) or all at once;
-    citation numbers, quotes and removals accumulate across calls."""
+    citation numbers, quotes and removals accumulate across calls. ``finish()`` settles the sentences that
+    rest on the rest of the answer."""
 
-    def __init__(self, evidence: Evidence, embedder: object, support_threshold: float) -> None:
+    def __init__(
+        self,
+        evidence: Evidence,
+        embedder: object,
+        support_threshold: float,
+        *,
+        summary_threshold: float | None = None,
+    ) -> None:
         self.evidence = evidence
         self.embedder = embedder
         self.threshold = support_threshold
+        self.summary_threshold = support_threshold - 0.1 if summary_threshold is None else summary_threshold
         self.by_pmid = evidence.by_pmid()
         self.usable = evidence.usable
         self.owner = np.array([s.pmid for s in evidence.sentences], dtype=np.int64)
@@ -62,6 +169,12 @@ class Verifier:
         self.quotes: dict[int, tuple[float, str]] = {}
         self.removed: list[RemovedCitation] = []
         self.sentences: list[AnswerSentence] = []
+        self._pending: dict[int, tuple[DraftSentence, np.ndarray]] = {}  # uncited, to settle at the end
+        self._article_text = {s.pmid: f"{s.title} {s.text}" for s in evidence.sources}
+
+    @property
+    def focus(self) -> Focus | None:
+        return self.evidence.focus
 
     def check_draft(self, draft: Draft) -> list[AnswerSentence]:
         """A whole draft: its structured sentences, or its text with markers."""
@@ -77,60 +190,171 @@ class Verifier:
         if not drafts:
             return []
         vectors = _embed(self.embedder, [d.text for d in drafts])
-        out = [
-            self._one(len(self.sentences) + i, d, v)
-            for i, (d, v) in enumerate(zip(drafts, vectors, strict=True))
-        ]
-        self.sentences.extend(out)
+        out = []
+        for d, v in zip(drafts, vectors, strict=True):
+            index = len(self.sentences)
+            checked = self._one(index, d, v)
+            if not d.pmids and checked.on_point and (index == 0 or _SUMMARY_CUE.match(d.text)):
+                self._pending[index] = (d, v)  # may rest on what the rest of the answer cites
+                checked.note = "no citation (checked against the rest of the answer at its end)"
+            self.sentences.append(checked)
+            out.append(checked)
         return out
 
+    def _supports(self, pmid: int, text: str, vector: np.ndarray) -> Support | None:
+        mask = self.usable & (self.owner == pmid)
+        if not mask.any():
+            return None
+        texts = [s.text for s, m in zip(self.evidence.sentences, mask, strict=True) if m]
+        return support_score(vector, text, self.evidence.vectors[mask], texts, self._article_text[pmid])
+
+    def _on_point(self, text: str, pmids: list[int]) -> tuple[bool, str | None]:
+        focus = self.focus
+        if focus is None or not focus.main:
+            return True, None
+        if _ANAPHORA.match(text):
+            previous = self.sentences[-1] if self.sentences else None
+            return (True, None) if previous is None or previous.on_point else (False, previous.note)
+        mentioned = focus.mentioned(text, loose=True)
+        primary = focus.primary
+        if not mentioned:
+            names = ", ".join(c.text for c in focus.main[:4])
+            return False, f"not about the question: it mentions none of {names}"
+        if (
+            primary is not None
+            and not self.evidence.missing_primary
+            and not any(c is primary for c in mentioned)
+            and not (pmids and all(self.by_pmid[p].on_primary for p in pmids if p in self.by_pmid))
+        ):
+            return False, f"not about {primary.text}: neither it nor the articles it cites are"
+        return True, None
+
     def _one(self, index: int, sentence: DraftSentence, vector: np.ndarray) -> AnswerSentence:
+        on_point, why = self._on_point(sentence.text, [p for p in sentence.pmids if p in self.by_pmid])
         kept: list[int] = []
         best_support: float | None = None
+        quotes: dict[int, tuple[float, str]] = {}
         for pmid in dict.fromkeys(sentence.pmids):
             if pmid not in self.by_pmid:  # only a structured draft gets here: model text is parsed first
                 self.removed.append(
                     RemovedCitation(f"PMID {pmid}", "not among the retrieved articles", index)
                 )
                 continue
-            mask = self.usable & (self.owner == pmid)
-            if not mask.any():
+            support = self._supports(pmid, sentence.text, vector)
+            if support is None:
                 self.removed.append(RemovedCitation(f"PMID {pmid}", "the article has no usable text", index))
                 continue
-            sims = self.evidence.vectors[mask] @ vector
-            best = int(np.argmax(sims))
-            score = float(sims[best])
-            best_support = score if best_support is None else max(best_support, score)
-            if score < self.threshold:
-                self.removed.append(
-                    RemovedCitation(
-                        f"[{self.by_pmid[pmid].number}] PMID {pmid}",
-                        f"its abstract does not support the sentence (similarity {score:.2f} < "
-                        f"{self.threshold:.2f})",
-                        index,
-                    )
-                )
+            best_support = support.score if best_support is None else max(best_support, support.score)
+            marker = f"[{self.by_pmid[pmid].number}] PMID {pmid}"
+            if not on_point:
+                continue  # set aside as a whole below: its citations are neither kept nor counted
+            reason = self._refusal(support)
+            if reason is not None:
+                self.removed.append(RemovedCitation(marker, reason, index))
                 continue
             kept.append(pmid)
-            quote = [s for s, m in zip(self.evidence.sentences, mask, strict=True) if m][best].text
+            mask = self.usable & (self.owner == pmid)
+            quote = [s for s, m in zip(self.evidence.sentences, mask, strict=True) if m][support.quote].text
+            quotes[pmid] = (support.score, quote)
+        return self._settle(index, sentence, kept, quotes, best_support, on_point, why)
+
+    def _refusal(self, support: Support) -> str | None:
+        if support.score < self.threshold:
+            return (
+                f"its abstract does not support the sentence (similarity {support.score:.2f} < "
+                f"{self.threshold:.2f})"
+            )
+        if not support.numbers_ok:
+            return "the sentence states numbers its abstract does not"
+        if not support.polarity_ok:
+            return "the sentence turns the abstract's finding around (effect / no effect)"
+        return None
+
+    def _settle(
+        self,
+        index: int,
+        sentence: DraftSentence,
+        kept: list[int],
+        quotes: dict[int, tuple[float, str]],
+        best_support: float | None,
+        on_point: bool,
+        why: str | None,
+    ) -> AnswerSentence:
+        for pmid, (score, quote) in quotes.items():
             if pmid not in self.quotes or score > self.quotes[pmid][0]:
                 self.quotes[pmid] = (score, quote)
         for pmid in kept:
             self.numbers.setdefault(pmid, len(self.numbers) + 1)
-        note = None
-        if not kept:
-            note = "no citation" if not sentence.pmids else "no cited abstract supports it"
+        text, inline_numbers, broken = sentence.text, [], False
+        if sentence.inline:
+            groups = []
+            for group in sentence.inline:
+                numbers = [self.numbers[p] for p in dict.fromkeys(group) if p in kept]
+                inline_numbers += numbers
+                broken = broken or not numbers
+                groups.append("".join(f"[{n}]" for n in numbers) or REMOVED_INLINE)
+            text = fill_template(sentence.template or sentence.text, groups)
+        note = why
+        if note is None and (not kept or broken):
+            if broken and kept:
+                note = "an article it names inline does not support it"
+            else:
+                note = "no citation" if not sentence.pmids else "no cited abstract supports it"
         return AnswerSentence(
-            text=sentence.text,
+            text=text,
             citations=[self.numbers[p] for p in kept],
-            supported=bool(kept),
+            supported=bool(kept) and on_point and not broken,
             support=best_support,
             note=note,
+            on_point=on_point,
+            inline=inline_numbers,
         )
+
+    def pending(self, sentence: AnswerSentence) -> bool:
+        """The sentence has no citation and waits for ``finish()`` to be checked against the rest."""
+        return any(self.sentences[i] is sentence for i in self._pending)
+
+    def finish(self) -> list[AnswerSentence]:
+        """Settle the uncited sentences against the articles the supported ones cite; returns them, settled
+        (supported, or not)."""
+        cited = [p for p in self.numbers]
+        settled = []
+        for index, (draft, vector) in sorted(self._pending.items()):
+            kept: list[int] = []
+            quotes: dict[int, tuple[float, str]] = {}
+            best: float | None = None
+            for pmid in cited:
+                support = self._supports(pmid, draft.text, vector)
+                if support is None:
+                    continue
+                best = support.score if best is None else max(best, support.score)
+                if (
+                    max(support.score, support.single) >= self.summary_threshold
+                    and support.numbers_ok
+                    and support.polarity_ok
+                ):
+                    kept.append(pmid)
+            if kept:
+                sentence = self._settle(index, draft, kept, quotes, best, True, None)
+                sentence.note = SUMMARY_NOTE
+                self.sentences[index] = sentence
+                settled.append(sentence)
+            else:
+                self.sentences[index].note = (
+                    "no citation, and the articles the answer cites don't support it"
+                    if cited
+                    else "no citation"
+                )
+                settled.append(self.sentences[index])
+        self._pending.clear()
+        return settled
 
     def citation(self, pmid: int) -> Citation:
         source = self.by_pmid[pmid]
-        level = evidence_level(source.publication_types, source.mesh)
+        design = source.design or study_design(
+            source.publication_types, source.mesh, source.title, source.text
+        )
+        level = design.level
         return Citation(
             number=self.numbers[pmid],
             pmid=pmid,
@@ -141,8 +365,12 @@ class Verifier:
             evidence_level=level.label,
             evidence_rank=int(level),
             retracted=source.retracted,
-            quote=self.quotes[pmid][1],
+            quote=self.quotes[pmid][1] if pmid in self.quotes else "",
             doi=source.doi,
+            design=design.label,
+            sample_size=source.sample_size,
+            size=source.size_text,
+            stance=source.stance,
         )
 
     def cited(self, sentence: AnswerSentence) -> list[Citation]:
@@ -151,8 +379,15 @@ class Verifier:
         return [self.citation(by_number[n]) for n in sentence.citations]
 
     def result(self) -> Verified:
-        citations = [self.citation(pmid) for pmid in self.numbers]
-        return Verified(sentences=list(self.sentences), citations=citations, removed=list(self.removed))
+        self.finish()
+        used = {n for s in self.sentences if s.on_point for n in s.citations}
+        citations = [self.citation(pmid) for pmid, number in self.numbers.items() if number in used]
+        return Verified(
+            sentences=[s for s in self.sentences if s.on_point],
+            citations=citations,
+            removed=list(self.removed),
+            off_point=[s for s in self.sentences if not s.on_point],
+        )
 
 
 def verify(draft: Draft, evidence: Evidence, embedder: object, support_threshold: float) -> Verified:
@@ -168,9 +403,8 @@ def _parse(
     """Model text into sentences with the PMIDs their markers resolve to; bad markers are reported."""
     by_number = {s.number: s.pmid for s in evidence.sources}
     retrieved = {s.pmid for s in evidence.sources}
-    drafts = []
-    for index, raw in enumerate(split_answer(text), start=first):
-        clean, markers = citation_markers(raw)
+
+    def resolve(markers: list[Marker], index: int) -> list[int]:
         pmids: list[int] = []
         for marker in markers:
             if marker.pmid is not None:
@@ -190,7 +424,15 @@ def _parse(
                         f"[{marker.number}]", f"out of range: there were {len(by_number)} sources", index
                     )
                 )
-        drafts.append(DraftSentence(text=clean, pmids=pmids))
+        return pmids
+
+    drafts = []
+    for index, raw in enumerate(split_answer(text), start=first):
+        marked = marked_sentence(raw)
+        inline = [resolve(group, index) for group in marked.inline]
+        trailing = resolve(marked.trailing, index)
+        pmids = [p for group in inline for p in group] + trailing
+        drafts.append(DraftSentence(text=marked.text(), pmids=pmids, inline=inline, template=marked.template))
     return drafts
 
 

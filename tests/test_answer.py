@@ -283,7 +283,8 @@ def test_eval_answers_reports_grounding(settings: Settings, tmp_path: Path, corp
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["n"] == 2 and report["citations_in_retrieved"] == 1.0
     assert report["abstention_rate"] == 0.5 and report["sentences_supported"] == 1.0
-    assert report["cites_relevant"] == 1.0 and report["verdicts"] == 0 and report["accuracy"] is None
+    # the one labelled question is answered with a verdict from the cited studies' stances
+    assert report["cites_relevant"] == 1.0 and report["labelled"] == 1 and report["verdicts"] == 1
 
 
 # ----- fresh evidence on demand -------------------------------------------------------------------------

@@ -218,7 +218,11 @@ def test_an_answer_without_citations_abstains(answerer, fake: FakeOpenAI) -> Non
 
     assert answer.abstained and answer.text == INSUFFICIENT and answer.citations == []
     assert answer.reason == "no sentence of the generated answer is supported by a retrieved abstract"
-    assert [s.note for s in answer.sentences] == ["no citation", "no citation"]
+    assert [s.note for s in answer.sentences] == ["no citation"]
+    # the second names neither the question's subject nor an article about it: it is set aside
+    assert [s.note for s in answer.off_point] == [
+        "not about metformin: neither it nor the articles it cites are"
+    ]
     assert INSUFFICIENT in answer.to_text() and "Reason: no sentence" in answer.to_text()
 
 
@@ -446,7 +450,7 @@ def test_a_server_that_is_not_there(answerer) -> None:
 
 @pytest.mark.parametrize(
     ("first_line", "verdict"),
-    [("Verdict: yes", "yes"), ("**Verdict:** No", "no"), ("verdict: maybe.", "maybe")],
+    [("Verdict: yes", "yes"), ("**Verdict:** No", "no"), ("verdict: maybe.", "uncertain")],
 )
 def test_verdict_line_is_parsed(answerer, fake: FakeOpenAI, first_line: str, verdict: str) -> None:
     fake.script(lambda r: f"{first_line}\n{faithful(r)}")
@@ -458,9 +462,20 @@ def test_verdict_line_is_parsed(answerer, fake: FakeOpenAI, first_line: str, ver
     assert answer.to_dict()["verdict"] == verdict
 
 
-def test_no_verdict_line_means_no_verdict(answerer, fake: FakeOpenAI) -> None:
+def test_without_a_verdict_line_the_verdict_rests_on_the_cited_studies(answerer, fake: FakeOpenAI) -> None:
     fake.script(faithful)
-    assert answerer().ask(QUESTION).verdict is None
+    answer = answerer().ask(QUESTION)
+    assert answer.verdict in ("yes", "no", "uncertain")
+    assert answer.verdict_basis is not None and answer.verdict_basis.startswith(
+        "the stances of the cited studies"
+    )
+    assert answer.stances is not None and sum(answer.stances.values()) == len(answer.citations)
+
+
+def test_a_verdict_line_is_the_models_verdict(answerer, fake: FakeOpenAI) -> None:
+    fake.script(lambda r: f"Verdict: no\n{faithful(r)}")
+    answer = answerer().ask(QUESTION)
+    assert answer.verdict == "no" and answer.verdict_basis == f"the model ({answer.generator})"
 
 
 # ----- 9: the API key ---------------------------------------------------------------------------------------

@@ -1,0 +1,191 @@
+"""Reading the retrieved studies against the question, before and after an answer is written.
+
+For each retrieved article: which of the question's main concepts it is about (title, abstract, MeSH
+headings, keywords, with the synonyms its abstract defines), whether it studies the *primary* concept, its
+design (publication types, MeSH, or its own words when those are thin) and size, the age groups it describes
+(and whether they clash with the question's), and, for a yes/no question, its stance.
+
+For the answer: the notes a clinician must see ("No retrieved article studies dexamethasone; the closest
+evidence concerns glucocorticoids [2]."; "Population: the question asks about older adults; [3] studies
+children (mean age 10.4 years)."), the for/against counts, and a verdict from the stances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rag.evidence import EvidenceLevel, sample_size, studies_pooled, study_design
+from rag.focus import (
+    Focus,
+    _ages,
+    age_groups_of_study,
+    population_mismatch,
+    read_question,
+    stems,
+)
+from rag.generators import Evidence, Source
+from rag.stance import UNCLEAR, StanceVote, study_stance, summarise, verdict_from_stances
+
+
+def appraise(evidence: Evidence, embedder: Any = None, focus: Focus | None = None) -> Evidence:
+    """Read every retrieved source against the question (see the module docstring), in place: the sources'
+    concepts, design, size, population and stance, the evidence's focus and whether the primary concept is
+    missing. Returns ``evidence``."""
+    focus = focus or read_question(evidence.question)
+    focus.learn_synonyms(
+        (f"{s.title} {s.text}" for s in evidence.sources),
+        [h for s in evidence.sources for h in (*s.mesh, *s.keywords)],
+    )
+    primary = focus.primary
+    sims = evidence.vectors @ evidence.question_vector if len(evidence.sentences) else np.zeros(0)
+    by_source: dict[int, list[int]] = {}
+    for i, sentence in enumerate(evidence.sentences):
+        by_source.setdefault(sentence.pmid, []).append(i)
+    for source in evidence.sources:
+        abstract = source.text
+        mentioned = focus.mentioned(f"{source.title} {abstract}", (*source.mesh, *source.keywords))
+        source.mentions = [c.text for c in mentioned]
+        source.on_primary = primary is not None and any(c is primary for c in mentioned)
+        source.design = study_design(source.publication_types, source.mesh, source.title, abstract)
+        source.sample_size = sample_size(abstract)
+        if source.design.level == EvidenceLevel.SYSTEMATIC_REVIEW:
+            source.studies = studies_pooled(abstract)
+        source.age_groups = age_groups_of_study(f"{source.title} {abstract}", source.mesh)
+        if population_mismatch(focus.age_groups, source.age_groups):
+            source.population_clash = _population_phrase(f"{source.title} {abstract}", source.age_groups)
+        if focus.yes_no:
+            source.stance, source.stance_confidence = _stance(
+                evidence, source, by_source.get(source.pmid, []), sims, focus
+            )
+    evidence.focus = focus
+    evidence.missing_primary = primary is not None and not any(s.on_primary for s in evidence.sources)
+    if evidence.missing_primary and primary is not None:
+        evidence.closest = _closest(evidence, primary.text, embedder)
+    return evidence
+
+
+def _stance(
+    evidence: Evidence, source: Source, indices: list[int], sims: np.ndarray, focus: Focus
+) -> tuple[str, float]:
+    """The stance of one source from its finding sentences: conclusions, else results, else its last
+    three sentences; the title is never a finding."""
+    usable = [
+        i
+        for i in indices
+        if evidence.sentences[i].position > 0 and not evidence.sentences[i].instruction_like
+    ]
+    if not usable:
+        return UNCLEAR, 0.0
+    conclusions = [i for i in usable if evidence.sentences[i].is_conclusion]
+    results = [
+        i
+        for i in usable
+        if "RESULT" in f"{evidence.sentences[i].label or ''} {evidence.sentences[i].category or ''}".upper()
+    ]
+    chosen = conclusions + results if conclusions or results else usable[-3:]
+    return study_stance(
+        [evidence.sentences[i].text for i in chosen],
+        [float(sims[i]) for i in chosen],
+        conclusion=[evidence.sentences[i].is_conclusion for i in chosen],
+        direction=focus.direction,
+    )
+
+
+def _population_phrase(text: str, groups: frozenset[str]) -> str:
+    """ "children (mean age 10.4 years)": the groups a study describes, with the age it states."""
+    import re
+
+    match = re.search(
+        r"\b(?:mean|median|average)\s+(?:age\s+)?(?:\w+\s+){0,3}?\d{1,3}(?:\.\d+)?\s*(?:years?|months?)?|"
+        r"\baged\s+\d{1,3}\s*(?:-|–|to)\s*\d{1,3}\s*(?:years?|months?)",
+        text,
+        re.I,
+    )
+    names = " and ".join(sorted(groups))
+    if match and _ages(match.group(0)):
+        return f"{names} ({match.group(0).strip()})"
+    return names
+
+
+def _closest(evidence: Evidence, missing: str, embedder: Any) -> tuple[int, str] | None:
+    """The source the closest evidence comes from, and what it concerns: among the articles about other
+    main concepts (else all), the best-ranked one, and its MeSH heading, keyword or title phrase closest to
+    the missing concept."""
+    ranked = sorted(evidence.sources, key=lambda s: s.rank)
+    pool = [s for s in ranked if s.mentions] or ranked
+    if not pool:
+        return None
+    source = pool[0]
+    terms: list[str] = []
+    for heading in (*source.mesh, *source.keywords):
+        parts = [p.strip() for p in heading.split(",") if p.strip()]
+        terms.append(" ".join(reversed(parts)) if len(parts) == 2 else heading)
+    terms += [c.text for c in read_question(source.title).concepts] if source.title else []
+    missing_stems = stems(missing)
+    terms = [
+        t for t in dict.fromkeys(terms) if t and not (stems(t) & missing_stems) and t.lower() != "humans"
+    ]
+    if not terms or embedder is None:
+        return source.pmid, (source.title or "a related topic")
+    vectors = np.asarray(embedder.embed_documents([missing, *terms]), dtype=np.float32)
+    best = int(np.argmax(vectors[1:] @ vectors[0]))
+    return source.pmid, terms[best].lower() if not any(c.isupper() for c in terms[best][1:]) else terms[best]
+
+
+def answer_notes(evidence: Evidence, cited: dict[int, int]) -> list[str]:
+    """The notes for an answer citing ``cited`` (pmid → citation number)."""
+    notes: list[str] = []
+    focus = evidence.focus
+    if focus is None:
+        return notes
+    primary = focus.primary
+    sources = evidence.by_pmid()
+    if evidence.missing_primary and primary is not None:
+        line = f"No retrieved article studies {primary.text}"
+        if evidence.closest is not None:
+            pmid, term = evidence.closest
+            marker = f" [{cited[pmid]}]" if pmid in cited else ""
+            line += f"; the closest evidence concerns {term}{marker}"
+        notes.append(line + ".")
+    wanted = " and ".join(sorted(focus.age_groups))
+    for pmid, number in sorted(cited.items(), key=lambda kv: kv[1]):
+        source = sources.get(pmid)
+        if source is not None and source.population_clash:
+            notes.append(
+                f"Population: the question asks about {wanted}; [{number}] studies {source.population_clash}."
+            )
+    return notes
+
+
+@dataclass(slots=True)
+class StanceTally:
+    verdict: str
+    summary: str
+    counts: dict[str, int]
+
+
+def tally(evidence: Evidence, cited: Sequence[int]) -> StanceTally | None:
+    """For and against among the cited studies, and the verdict they add up to (yes/no questions only)."""
+    if evidence.focus is None or not evidence.focus.yes_no:
+        return None
+    sources = evidence.by_pmid()
+    votes, counted = [], []
+    counts = {"supports": 0, "contradicts": 0, "unclear": 0}
+    for pmid in cited:
+        source = sources.get(pmid)
+        if source is None or source.stance is None:
+            continue
+        counts[source.stance] += 1
+        counted.append((source.stance, source.design.label if source.design is not None else "study"))
+        level = source.design.level if source.design is not None else EvidenceLevel.OTHER
+        votes.append(StanceVote(source.stance, source.stance_confidence, level, source.on_primary))
+    if not votes:
+        return None
+    verdict, _for, _against = verdict_from_stances(votes)
+    if evidence.missing_primary:
+        verdict = "uncertain"  # no study of the thing asked about: the others cannot settle it
+    return StanceTally(verdict=verdict, summary=summarise(counted), counts=counts)
