@@ -2,14 +2,21 @@
 
 Per question set:
 - ``citations_in_retrieved``: share of cited PMIDs that were among the retrieved articles (must be 1.0);
-- ``sentences_supported``: share of answer sentences whose citations support them (answered questions);
-- ``abstention_rate``; ``cites_relevant``: share of answered questions citing at least one relevant PMID;
-- ``accuracy`` and ``macro_f1`` of the yes/no/maybe verdict against the gold label, when the generator gives
-  verdicts (PubMedQA ``answer``, BioASQ yes/no ``exact_answer``); ``verdicts`` says how many it gave.
+- ``citation_precision``: share of cited PMIDs that are gold relevant; ``answers_citing_only_relevant``;
+  ``cites_relevant``: share of answered questions citing at least one relevant PMID (PubMedQA has one gold
+  article per question: there it says whether it is cited);
+- ``sentences_supported``; ``sentences_on_point``: share of answer sentences that name a main concept of
+  the question (``rag.focus``); ``sentences_set_aside``: generated sentences dropped as not about it;
+- ``abstention_rate`` (every question of these sets is answerable: its relevant articles are in the library);
+- ``accuracy`` and ``macro_f1`` of the verdict over *all* labelled questions (PubMedQA ``answer``, BioASQ
+  yes/no ``exact_answer``; "uncertain" is "maybe"; an abstention or a missing verdict counts as wrong),
+  ``accuracy_answered`` over the answered ones, and ``always_yes`` for scale;
+- ``p50_ms``, ``p99_ms``: seconds per answer, retrieval included.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Iterator, Sequence
@@ -21,6 +28,7 @@ from foundation.errors import InputError
 from foundation.settings import Settings, get_settings
 from indexes.evaluation import eval_library, question_records
 from rag.ask import Answerer
+from rag.focus import read_question
 from rag.generators import make_generator
 
 LABELS = ("yes", "no", "maybe")
@@ -49,47 +57,77 @@ def read_answer_questions(path: str | Path, limit: int | None = None) -> list[An
 
 
 def score_answers(answerer: Answerer, questions: list[AnswerQuestion]) -> dict[str, Any]:
-    cited = in_retrieved = sentences = supported = abstained = relevant_hits = answered = 0
-    verdicts: list[tuple[str, str]] = []
+    cited = in_retrieved = relevant_cited = sentences = supported = on_point = abstained = 0
+    relevant_hits = all_relevant = answered = set_aside = 0
+    verdicts: list[tuple[str, str]] = []  # (gold, predicted) for every labelled question
     times = []
     for question in questions:
         started = time.perf_counter()
         answer = answerer.ask(question.text)
         times.append((time.perf_counter() - started) * 1000)
         retrieved = set(answer.trace.retrieved)
-        for citation in answer.citations:
-            cited += 1
-            in_retrieved += citation.pmid in retrieved
+        pmids = [c.pmid for c in answer.citations]
+        cited += len(pmids)
+        in_retrieved += sum(p in retrieved for p in pmids)
+        if question.label:
+            predicted = _label(answer.verdict) if not answer.abstained else "none"
+            verdicts.append((question.label, predicted))
         if answer.abstained:
             abstained += 1
             continue
         answered += 1
+        relevant_cited += sum(p in question.relevant for p in pmids)
         sentences += len(answer.sentences)
         supported += sum(s.supported for s in answer.sentences)
-        relevant_hits += any(c.pmid in question.relevant for c in answer.citations)
-        if question.label and answer.verdict:
-            verdicts.append((question.label, answer.verdict))
+        set_aside += len(answer.off_point)
+        focus = read_question(question.text)
+        on_point += sum(bool(focus.mentioned(s.text, loose=True)) or not focus.main for s in answer.sentences)
+        relevant_hits += any(p in question.relevant for p in pmids)
+        all_relevant += bool(pmids) and all(p in question.relevant for p in pmids)
+    answered_verdicts = [(g, p) for g, p in verdicts if p != "none"]
     result: dict[str, Any] = {
         "n": len(questions),
         "answered": answered,
         "abstention_rate": round(abstained / len(questions), 4),
         "citations": cited,
-        "citations_in_retrieved": round(in_retrieved / cited, 4) if cited else None,
-        "sentences_supported": round(supported / sentences, 4) if sentences else None,
-        "cites_relevant": round(relevant_hits / answered, 4) if answered else None,
-        "labelled": sum(q.label is not None for q in questions),
-        "verdicts": len(verdicts),
-        "accuracy": None,
-        "macro_f1": None,
+        "citations_in_retrieved": _share(in_retrieved, cited),
+        "citation_precision": _share(relevant_cited, cited),
+        "answers_citing_only_relevant": _share(all_relevant, answered),
+        "cites_relevant": _share(relevant_hits, answered),
+        "sentences_supported": _share(supported, sentences),
+        "sentences_on_point": _share(on_point, sentences),
+        "sentences_set_aside": set_aside,
+        "labelled": len(verdicts),
+        "verdicts": sum(p not in ("none", "missing") for _g, p in verdicts),
+        "accuracy": _share(sum(g == p for g, p in verdicts), len(verdicts)),
+        "macro_f1": round(_macro_f1(verdicts), 4) if verdicts else None,
+        "accuracy_answered": _share(sum(g == p for g, p in answered_verdicts), len(answered_verdicts)),
+        "always_yes": _share(sum(g == "yes" for g, _p in verdicts), len(verdicts)),
         "p50_ms": round(statistics.median(times), 1),
+        "p99_ms": round(_percentile(times, 99), 1),
     }
-    if verdicts:
-        result["accuracy"] = round(sum(g == p for g, p in verdicts) / len(verdicts), 4)
-        result["macro_f1"] = round(_macro_f1(verdicts), 4)
     return result
 
 
+def _label(verdict: str | None) -> str:
+    """A verdict as the gold labels name it: "uncertain" is PubMedQA's "maybe"; no verdict is "missing"."""
+    if verdict is None:
+        return "missing"
+    return "maybe" if verdict == "uncertain" else verdict
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
 def _macro_f1(pairs: list[tuple[str, str]]) -> float:
+    """Macro-F1 over the gold labels (a missing verdict or an abstention counts as wrong for its label)."""
     scores = []
     for label in {g for g, _p in pairs}:
         tp = sum(g == label and p == label for g, p in pairs)

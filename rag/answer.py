@@ -14,6 +14,8 @@ DISCLAIMER = (
     "Check the cited articles before acting on it."
 )
 INSUFFICIENT = "The evidence found is insufficient to answer this question."
+# The note that opens an answer when no retrieved article studies what the question is about.
+MISSING_CONCEPT = "No retrieved article studies"
 
 
 def with_marks(text: str, numbers: list[int], inline: list[int] | tuple[int, ...] = ()) -> str:
@@ -197,7 +199,8 @@ class Answer:
     def _citation_line(self, c: Citation, markdown: bool) -> str:
         flag = "RETRACTED - " if c.retracted else ""
         year = str(c.year) if c.year else "year unknown"
-        where = "; ".join(p for p in (c.journal, year, c.evidence_level) if p)
+        stance = {"supports": "for", "contradicts": "against", "unclear": "unclear"}.get(c.stance or "")
+        where = "; ".join(p for p in (c.journal, year, c.evidence_level, c.size, stance) if p)
         shown = c.title or f"PMID {c.pmid} (untitled)"
         title = f"[{shown}]({c.url})" if markdown else shown
         link = "" if markdown else f"  {c.url}"
@@ -209,18 +212,33 @@ class Answer:
         flag = (
             " (unsupported: " + (s.note or "no cited abstract supports it") + ")" if not s.supported else ""
         )
-        return with_marks(s.text, s.citations) + flag
+        return s.marked + flag
+
+    def _verdict_lines(self) -> list[str]:
+        lines = []
+        if self.verdict:
+            basis = f" (from {self.verdict_basis})" if self.verdict_basis else ""
+            lines.append(f"Verdict: {self.verdict}{basis}")
+        if self.stance_summary:
+            lines.append(f"For and against: {self.stance_summary}")
+        return lines
+
+    def _body(self) -> str:
+        opening = [n for n in self.notes if n.startswith(MISSING_CONCEPT)][:1]
+        return " ".join(opening + [self._sentence_text(s) for s in self.sentences])
 
     def to_text(self) -> str:
-        """Readable in a terminal: the answer, the numbered citations, the disclaimer."""
+        """Readable in a terminal: the verdict, the answer, notes, the numbered citations, the disclaimer."""
         lines = []
         if self.abstained:
             lines += [INSUFFICIENT, f"Reason: {self.reason}", ""]
             lines.append(f"Searched: {self.trace.query!r} ({self.trace.mode}, k={self.trace.k})")
         else:
-            if self.verdict:
-                lines.append(f"Verdict: {self.verdict}")
-            lines.append(" ".join(self._sentence_text(s) for s in self.sentences))
+            lines += self._verdict_lines()
+            lines.append(self._body())
+            notes = [n for n in self.notes if not n.startswith(MISSING_CONCEPT)]
+            if notes:
+                lines += [""] + [f"Note: {n}" for n in notes]
             if self.citations:
                 lines += ["", "Citations:"]
                 lines += [self._citation_line(c, markdown=False) for c in self.citations]
@@ -240,8 +258,14 @@ class Answer:
             lines += [f"**{INSUFFICIENT}**", "", f"_Reason:_ {self.reason}"]
         else:
             if self.verdict:
-                lines += [f"**Verdict:** {self.verdict}", ""]
-            lines.append(" ".join(self._sentence_text(s) for s in self.sentences))
+                basis = f" _(from {self.verdict_basis})_" if self.verdict_basis else ""
+                lines += [f"**Verdict:** {self.verdict}{basis}", ""]
+            if self.stance_summary:
+                lines += [f"**For and against:** {self.stance_summary}", ""]
+            lines.append(self._body())
+            notes = [n for n in self.notes if not n.startswith(MISSING_CONCEPT)]
+            if notes:
+                lines += [""] + [f"> **Note:** {n}" for n in notes]
             if self.citations:
                 lines += ["", "**Citations**", ""]
                 lines += [self._citation_line(c, markdown=True) for c in self.citations]
@@ -262,13 +286,19 @@ class Answer:
         if self.abstained:
             body = f"<p><b>{esc(INSUFFICIENT)}</b></p><p><i>{esc(self.reason or '')}</i></p>"
         else:
-            body = "<p>" + " ".join(esc(self._sentence_text(s)) for s in self.sentences) + "</p><ol>"
+            head = "".join(f"<p><b>{esc(line)}</b></p>" for line in self._verdict_lines())
+            notes = "".join(
+                f"<p><i>Note: {esc(n)}</i></p>" for n in self.notes if not n.startswith(MISSING_CONCEPT)
+            )
+            body = head + "<p>" + esc(self._body()) + "</p>" + notes + "<ol>"
             for c in self.citations:
                 badge = ' <b style="color:#b00">RETRACTED</b>' if c.retracted else ""
                 body += (
                     f'<li value="{c.number}"><a href="{esc(c.url)}" target="_blank">'
                     f"{esc(c.title or f'PMID {c.pmid}')}</a> "
-                    f"({esc(c.journal or '')} {c.year or 'year unknown'}; {esc(c.evidence_level)}){badge}"
+                    f"({esc(c.journal or '')} {c.year or 'year unknown'}; {esc(c.evidence_level)}"
+                    f"{'; ' + esc(c.size) if c.size else ''}"
+                    f"{'; ' + esc(c.stance) if c.stance else ''}){badge}"
                     f"<br><small>&ldquo;{esc(c.quote)}&rdquo;</small></li>"
                 )
             body += "</ol>"

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.answer import MISSING_CONCEPT
 from rag.evidence import EvidenceLevel, sample_size, studies_pooled, study_design
 from rag.focus import (
     Focus,
@@ -112,28 +113,44 @@ def _population_phrase(text: str, groups: frozenset[str]) -> str:
 
 
 def _closest(evidence: Evidence, missing: str, embedder: Any) -> tuple[int, str] | None:
-    """The source the closest evidence comes from, and what it concerns: among the articles about other
-    main concepts (else all), the best-ranked one, and its MeSH heading, keyword or title phrase closest to
-    the missing concept."""
+    """Where the closest evidence to a concept no retrieved article studies comes from, and what it
+    concerns: among the articles about another main concept of the question (else all), the one whose MeSH
+    heading, keyword or title phrase is most similar to the missing concept (by the embedder; the best
+    ranked first among equals)."""
     ranked = sorted(evidence.sources, key=lambda s: s.rank)
     pool = [s for s in ranked if s.mentions] or ranked
+    missing_stems = stems(missing)
+    candidates: list[tuple[int, str]] = []  # (position in pool, term)
+    for position, source in enumerate(pool):
+        terms: list[str] = []
+        for heading in (*source.mesh, *source.keywords):
+            if heading.strip().lower() in _CHECK_TAGS:
+                continue
+            parts = [p.strip() for p in heading.split(",") if p.strip()]
+            terms.append(" ".join(reversed(parts)) if len(parts) == 2 else heading)
+        if source.title:
+            terms += [c.text for c in read_question(source.title).concepts]
+        for term in dict.fromkeys(terms):
+            if term and not (stems(term) & missing_stems):
+                candidates.append((position, term))
     if not pool:
         return None
-    source = pool[0]
-    terms: list[str] = []
-    for heading in (*source.mesh, *source.keywords):
-        parts = [p.strip() for p in heading.split(",") if p.strip()]
-        terms.append(" ".join(reversed(parts)) if len(parts) == 2 else heading)
-    terms += [c.text for c in read_question(source.title).concepts] if source.title else []
-    missing_stems = stems(missing)
-    terms = [
-        t for t in dict.fromkeys(terms) if t and not (stems(t) & missing_stems) and t.lower() != "humans"
+    if not candidates or embedder is None:
+        return pool[0].pmid, (pool[0].title or "a related topic")
+    vectors = np.asarray(embedder.embed_documents([missing, *(t for _p, t in candidates)]), dtype=np.float32)
+    sims = vectors[1:] @ vectors[0]
+    best = max(range(len(candidates)), key=lambda i: (round(float(sims[i]), 2), -candidates[i][0]))
+    position, term = candidates[best]
+    return pool[position].pmid, term if any(c.isupper() for c in term[1:]) else term.lower()
+
+
+# MeSH check tags: on nearly every record, about nobody's topic
+_CHECK_TAGS = frozenset(
+    [
+        *"humans animals male female adult aged child adolescent infant pregnancy".split(),  # noqa: SIM905
+        *("middle aged", "young adult", "aged, 80 and over", "child, preschool", "infant, newborn"),
     ]
-    if not terms or embedder is None:
-        return source.pmid, (source.title or "a related topic")
-    vectors = np.asarray(embedder.embed_documents([missing, *terms]), dtype=np.float32)
-    best = int(np.argmax(vectors[1:] @ vectors[0]))
-    return source.pmid, terms[best].lower() if not any(c.isupper() for c in terms[best][1:]) else terms[best]
+)
 
 
 def answer_notes(evidence: Evidence, cited: dict[int, int]) -> list[str]:
@@ -145,7 +162,7 @@ def answer_notes(evidence: Evidence, cited: dict[int, int]) -> list[str]:
     primary = focus.primary
     sources = evidence.by_pmid()
     if evidence.missing_primary and primary is not None:
-        line = f"No retrieved article studies {primary.text}"
+        line = f"{MISSING_CONCEPT} {primary.text}"
         if evidence.closest is not None:
             pmid, term = evidence.closest
             marker = f" [{cited[pmid]}]" if pmid in cited else ""

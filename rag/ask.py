@@ -18,7 +18,7 @@ from foundation.settings import Settings
 from indexes.hit import Filters, Hit
 from indexes.search import Searcher
 from ingest.store import Store
-from rag.answer import INSUFFICIENT, Answer, AnswerSentence, Citation, Trace
+from rag.answer import INSUFFICIENT, MISSING_CONCEPT, Answer, AnswerSentence, Citation, Trace
 from rag.appraise import answer_notes, appraise, tally
 from rag.generators import (
     Draft,
@@ -213,7 +213,7 @@ class Answerer:
         citations = sorted(checked.citations, key=lambda c: c.number)
         cited = {c.pmid: c.number for c in citations}
         notes = answer_notes(evidence, cited)
-        opening = notes[0] if notes and evidence.missing_primary else None
+        opening = next((n for n in notes if n.startswith(MISSING_CONCEPT)), None)
         answer = Answer(
             question=question,
             text=" ".join(

@@ -196,10 +196,20 @@ class Concept:
         n = len(self.keys)
         return n if n <= 2 else max(2, round(n * 0.6))
 
+    @property
+    def anchors(self) -> set[str]:
+        """The words that carry a concept of several: its last (the head noun, mostly) and its longest."""
+        if not self.keys:
+            return set()
+        return {self.keys[-1], max(self.keys, key=len)}
+
     def in_stems(self, found: set[str], loose: bool = False) -> bool:
-        """Whether a text with these folded words mentions the concept (``loose``: any one of its words,
-        as a sentence that names "cholecystectomy" is about "laparoscopic cholecystectomy")."""
-        if sum(k in found for k in self.keys) >= (1 if loose else self.needed()):
+        """Whether a text with these folded words mentions the concept (``loose``: its head word is enough,
+        as a sentence that names "cholecystectomy" is about "laparoscopic cholecystectomy" while one that
+        names only "laparoscopic" is not)."""
+        if sum(k in found for k in self.keys) >= self.needed():
+            return True
+        if loose and self.anchors & found:
             return True
         return any(all(part in found for part in synonym.split()) for synonym in self.synonyms)
 

@@ -89,13 +89,14 @@ class Evidence:
     closest: tuple[int, str] | None = None  # (pmid, what it concerns) when the primary concept is missing
 
     def on_point(self) -> list[Source]:
-        """The sources an answer may draw on: those about the primary concept, or (when none is) those
-        about any main concept of the question; every source before the evidence is appraised."""
+        """The sources an answer may draw on: those about the primary concept, or (when none is) the one the
+        closest evidence comes from; every source before the evidence is appraised."""
         if self.focus is None:
             return list(self.sources)
         if not self.missing_primary:
             return [s for s in self.sources if s.on_primary]
-        return [s for s in self.sources if s.mentions]
+        closest = self.closest[0] if self.closest is not None else None
+        return [s for s in self.sources if s.pmid == closest and s.mentions]
 
     def by_pmid(self) -> dict[int, Source]:
         return {s.pmid: s for s in self.sources}
@@ -163,13 +164,24 @@ class ExtractiveGenerator:
         self.per_article = per_article
 
     def candidates(self, evidence: Evidence) -> list[tuple[int, float]]:
-        """(sentence index, score) of every sentence that may be quoted, best first."""
+        """(sentence index, score) of every sentence that may be quoted, best first: only sentences of
+        articles about the question (``Evidence.on_point``) that name one of its main concepts; articles
+        whose population is not the question's come last."""
         ranks = {s.pmid: s.rank for s in evidence.sources}
+        allowed = {s.pmid: s for s in evidence.on_point()}
+        focus = evidence.focus
+        primary = focus.primary if focus is not None else None
         sims = evidence.vectors @ evidence.question_vector if len(evidence.sentences) else np.zeros(0)
         scored = []
         for i, sentence in enumerate(evidence.sentences):
             words = len(sentence.text.split())
             if sentence.position == 0 or sentence.instruction_like or words < 6 or words > 90:
+                continue
+            source = allowed.get(sentence.pmid)
+            if source is None:
+                continue
+            named = focus.mentioned(sentence.text, loose=True) if focus is not None else []
+            if focus is not None and focus.main and not named:
                 continue
             if sentence.text.rstrip().endswith("?"):
                 continue  # the abstract's own question is not an answer
@@ -188,6 +200,10 @@ class ExtractiveGenerator:
             if _AIM.search(sentence.text):
                 bonus -= 0.12  # "we investigated whether...": says what was asked, not what was found
             bonus += 0.04 / ranks.get(sentence.pmid, 10)
+            if primary is not None and any(c is primary for c in named):
+                bonus += 0.03
+            if source.population_clash:
+                bonus -= 0.1  # a paediatric cohort for a question about the elderly: only if nothing else
             scored.append((i, float(sims[i]) + bonus))
         scored.sort(key=lambda item: -item[1])
         return scored

@@ -56,7 +56,8 @@ _POSITIVE = re.compile(
             greater|associated|correlated|shortened|prolonged|enhanced|predicted|more|less|fewer)
       | (?:was|were|is|are)\s+(?:independently\s+|significantly\s+|strongly\s+|positively\s+|inversely\s+)?
             (?:associated|correlated|linked)\s+with
-      | (?:is|was|are|were|appears?\s+to\s+be|seems?\s+to\s+be)\s+(?:a\s+)?(?:\w+\s+)?(?:safe|effective|
+      | (?:is|was|are|were|appears?\s+to\s+be|seems?\s+to\s+be)\s+(?:a\s+)?(?:(?!not\b|no\b)\w+\s+)?
+            (?:safe|effective|
             feasible|useful|beneficial|reliable|accurate|valid|superior|efficacious|valuable|predictive|
             independent\s+predictor|risk\s+factor|important|associated)
       | (?:reduced|decreased|lowered|improved|increased|shortened|prevented|enhanced)\s+(?:the\s+)?
@@ -160,9 +161,10 @@ class StanceVote:
     on_point: bool  # the study is about the question's main concept
 
 
-def verdict_from_stances(votes: Sequence[StanceVote], margin: float = 0.25) -> tuple[str, float, float]:
+def verdict_from_stances(votes: Sequence[StanceVote], margin: float = 1 / 3) -> tuple[str, float, float]:
     """("yes" | "no" | "uncertain", weight for, weight against). A side must carry more than ``margin``
-    of the decided weight beyond the other, and at least one study about the main concept must take it."""
+    of the decided weight beyond the other (by default twice the other's weight), and at least one study
+    about the main concept must take it."""
     weight_for = weight_against = 0.0
     on_point_sides: set[str] = set()
     for vote in votes:

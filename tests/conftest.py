@@ -30,6 +30,7 @@ def fake_model_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MEDLIT_EMBEDDING__BACKEND", "fake")
     monkeypatch.setenv("MEDLIT_ANSWER__ABSTAIN_THRESHOLD", "0.45")
     monkeypatch.setenv("MEDLIT_ANSWER__SUPPORT_THRESHOLD", "0.6")
+    monkeypatch.setenv("MEDLIT_ANSWER__SUMMARY_THRESHOLD", "0.5")
     return home
 
 

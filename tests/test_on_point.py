@@ -1,0 +1,282 @@
+"""Answers about the question, whatever the generator: no paragraph about other drugs or other patients.
+
+The two failures a user met on the demo library, rebuilt small (FakeEmbedder, extractive and a model over
+the fake OpenAI-compatible server): a dexamethasone question answered with aspirin and statins, and an
+elderly question answered from a paediatric cohort and a fundoplication study.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from foundation.settings import AnswerSettings, Settings
+from indexes.embedder import FakeEmbedder
+from ingest.run import ingest_jsonl
+from ingest.store import Store
+from rag.ask import Answerer
+from rag.generators import ExtractiveGenerator
+from tests.fake_openai import ChatRequest, FakeOpenAI
+
+DEXAMETHASONE = "Is dexamethasone effective in reducing mortality in hospitalized COVID-19 patients?"
+ELDERLY = "Is laparoscopic cholecystectomy safe in elderly patients?"
+
+ARTICLES = [
+    {
+        "pmid": 301,
+        "title": "Perspectives on glucocorticoid treatment for hospitalized COVID-19 patients: "
+        "a systematic review",
+        "abstract": "We searched PubMed and Embase for studies of glucocorticoids in hospitalized COVID-19 "
+        "patients. Glucocorticoid treatment reduced mortality in hospitalized COVID-19 patients who "
+        "needed oxygen.",
+        "year": 2021,
+        "publication_types": ["Journal Article"],
+        "mesh": ["Glucocorticoids", "COVID-19", "Humans"],
+        "language": "eng",
+    },
+    {
+        "pmid": 302,
+        "title": "Low-dose aspirin and mortality in hospitalized COVID-19 patients",
+        "abstract": "Aspirin use was associated with lower mortality in hospitalized COVID-19 patients in "
+        "this cohort of 412 adults.",
+        "year": 2021,
+        "publication_types": ["Journal Article"],
+        "mesh": ["Aspirin", "COVID-19", "Humans"],
+        "language": "eng",
+    },
+    {
+        "pmid": 303,
+        "title": "Statins and mortality in hospitalized COVID-19 patients",
+        "abstract": "Statin use reduced mortality in hospitalized COVID-19 patients in a retrospective "
+        "cohort.",
+        "year": 2020,
+        "publication_types": ["Journal Article"],
+        "mesh": ["Hydroxymethylglutaryl-CoA Reductase Inhibitors", "COVID-19", "Humans"],
+        "language": "eng",
+    },
+    {
+        "pmid": 401,
+        "title": "Laparoscopic cholecystectomy in children",
+        "abstract": "We reviewed 40 children (mean age 10.4 years) who underwent laparoscopic "
+        "cholecystectomy. Laparoscopic cholecystectomy was safe in children, with no conversions.",
+        "year": 2015,
+        "publication_types": ["Journal Article"],
+        "mesh": ["Cholecystectomy, Laparoscopic", "Child", "Humans"],
+        "language": "eng",
+    },
+    {
+        "pmid": 402,
+        "title": "Laparoscopic cholecystectomy in elderly patients aged 80 years or older",
+        "abstract": "Elderly patients aged 80 years or older underwent laparoscopic cholecystectomy. "
+        "Laparoscopic cholecystectomy was safe in elderly patients, with low morbidity and no deaths.",
+        "year": 2018,
+        "publication_types": ["Journal Article"],
+        "mesh": ["Cholecystectomy, Laparoscopic", "Aged, 80 and over", "Humans"],
+        "language": "eng",
+    },
+    {
+        "pmid": 403,
+        "title": "Laparoscopic fundoplication in elderly patients",
+        "abstract": "Laparoscopic fundoplication was safe in elderly patients with reflux disease.",
+        "year": 2012,
+        "publication_types": ["Journal Article"],
+        "mesh": ["Fundoplication", "Aged", "Humans"],
+        "language": "eng",
+    },
+]
+
+
+@pytest.fixture
+def store(fake_model_env: Path, tmp_path: Path) -> Iterator[Store]:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(a) + "\n" for a in ARTICLES))
+    with Store.open(Settings()) as store:
+        ingest_jsonl(store, corpus)
+        yield store
+
+
+class DrugClassEmbedder(FakeEmbedder):
+    """The FakeEmbedder, knowing one thing a real model knows: dexamethasone is a glucocorticoid (in
+    documents only, so that the question's own retrieval does not favour the glucocorticoid review)."""
+
+    def embed_documents(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        return super().embed_documents([t.replace("dexamethasone", "Glucocorticoids") for t in texts])
+
+
+@pytest.fixture
+def extractive(store: Store) -> Answerer:
+    answerer = Answerer(store, Settings(), embedder=DrugClassEmbedder(256), generator=ExtractiveGenerator())
+    answerer.searcher.dense.build(progress=False)
+    return answerer
+
+
+def test_no_retrieved_study_of_the_drug_is_said_plainly(extractive: Answerer) -> None:
+    answer = extractive.ask(DEXAMETHASONE, k=3)
+    assert answer.focus is not None and answer.focus["primary"] == "dexamethasone"
+    assert not answer.abstained
+    assert answer.notes[0].startswith(
+        "No retrieved article studies dexamethasone; the closest evidence concerns"
+    )
+    assert answer.text.startswith("No retrieved article studies dexamethasone")
+    # the closest evidence only: nothing about aspirin or statins
+    assert answer.trace.retrieved[0] != 301  # not the best ranked: the closest to dexamethasone
+    assert [c.pmid for c in answer.citations] == [301]
+    assert "aspirin" not in answer.text.lower() and "statin" not in answer.text.lower()
+    assert f"[{answer.citations[0].number}]" in answer.notes[0]
+    # a verdict about dexamethasone cannot rest on other drugs
+    assert (
+        answer.verdict == "uncertain" and "no retrieved article studies dexamethasone" in answer.verdict_basis
+    )
+    # the review says it is one, though PubMed's types say only "Journal Article"
+    assert answer.citations[0].design == "systematic review"
+    assert answer.citations[0].evidence_level == "systematic review / meta-analysis"
+    assert "No retrieved article studies dexamethasone" in answer.to_text()
+
+
+def test_an_elderly_question_is_not_answered_from_other_procedures_and_children_are_flagged(
+    extractive: Answerer,
+) -> None:
+    answer = extractive.ask(ELDERLY, k=3)
+    assert not answer.abstained
+    cited = [c.pmid for c in answer.citations]
+    assert 403 not in cited  # fundoplication is not cholecystectomy
+    assert 402 in cited
+    assert cited[0] == 402  # the study of the question's population comes first
+    if 401 in cited:
+        number = next(c.number for c in answer.citations if c.pmid == 401)
+        assert (
+            f"Population: the question asks about older adults; [{number}] studies children "
+            "(mean age 10.4 years)." in answer.notes
+        )
+    assert all("fundoplication" not in s.text.lower() for s in answer.sentences)
+    assert answer.verdict == "yes" and answer.stance_summary
+
+
+def test_every_citation_shows_design_size_and_stance(extractive: Answerer) -> None:
+    answer = extractive.ask(ELDERLY, k=3)
+    data = answer.to_dict()
+    for citation in data["citations"]:
+        assert citation["design"] and citation["stance"] in ("supports", "contradicts", "unclear")
+    assert data["stances"] is not None and sum(data["stances"].values()) == len(data["citations"])
+    assert data["verdict_basis"].startswith("the stances of the cited studies")
+    assert "For and against:" in answer.to_text() and "**For and against:**" in answer.to_markdown()
+
+
+def test_a_question_about_nothing_retrieved_abstains(extractive: Answerer) -> None:
+    answer = extractive.ask("Does tocilizumab reduce mortality in hospitalized COVID-19 patients?", k=3)
+    # COVID-19 mortality articles are retrieved, none about tocilizumab: said so, from the closest study
+    assert answer.abstained or answer.notes[0].startswith("No retrieved article studies tocilizumab")
+
+
+# ----- a model's answer -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def model(store: Store, fake: FakeOpenAI) -> Answerer:
+    settings = Settings()
+    cfg = AnswerSettings(
+        **{
+            **settings.answer.model_dump(),
+            "generator": "openai",
+            "base_url": fake.url,
+            "model": "fake-med-7b",
+            "max_retries": 0,
+            "timeout": 10.0,
+        }
+    )
+    settings = settings.model_copy(update={"answer": cfg})
+    answerer = Answerer(store, settings, embedder=FakeEmbedder(256))
+    answerer.searcher.dense.build(progress=False)
+    return answerer
+
+
+def test_a_models_off_topic_sentence_is_set_aside(model: Answerer, fake: FakeOpenAI) -> None:
+    fake.script(
+        lambda r: (
+            "Laparoscopic cholecystectomy was safe in elderly patients, with low morbidity "
+            f"[{r.number(402)}]. "
+            f"Laparoscopic fundoplication was safe in elderly patients with reflux disease [{r.number(403)}]."
+        )
+    )
+    answer = model.ask(ELDERLY, k=3)
+    assert [c.pmid for c in answer.citations] == [402]
+    assert [s.text for s in answer.off_point] == [
+        "Laparoscopic fundoplication was safe in elderly patients with reflux disease."
+    ]
+    assert "laparoscopic cholecystectomy" in answer.off_point[0].note
+    assert "fundoplication" not in answer.text
+
+
+def test_a_marker_inside_a_sentence_keeps_its_place_renumbered(model: Answerer, fake: FakeOpenAI) -> None:
+    fake.script(
+        lambda r: (
+            f"The study by [{r.number(402)}] found that laparoscopic cholecystectomy was safe in elderly "
+            "patients, with low morbidity."
+        )
+    )
+    answer = model.ask(ELDERLY, k=3)
+    (sentence,) = answer.sentences
+    assert sentence.supported and sentence.citations == [1] and sentence.inline == [1]
+    assert sentence.text.startswith("The study by [1] found that")
+    assert sentence.marked == sentence.text  # the marker is not written twice
+    assert "by found" not in answer.text and answer.text.startswith("The study by [1] found")
+
+
+def test_an_inline_marker_that_fails_is_never_cut_out(model: Answerer, fake: FakeOpenAI) -> None:
+    fake.script(
+        lambda r: (
+            f"The study by [{r.number(401)}] found that laparoscopic cholecystectomy cured reflux in adults."
+        )
+    )
+    answer = model.ask(ELDERLY, k=3)
+    shown = answer.sentences[0] if answer.sentences else None
+    assert shown is not None and not shown.supported
+    assert "[citation removed]" in shown.text and "by found" not in shown.text
+
+
+def test_an_opening_verdict_sentence_rests_on_what_the_rest_cites(model: Answerer, fake: FakeOpenAI) -> None:
+    def reply(r: ChatRequest) -> str:
+        return (
+            "Verdict: yes\n"
+            "Laparoscopic cholecystectomy is safe in elderly patients. "
+            "Laparoscopic cholecystectomy was safe in elderly patients, with low morbidity "
+            f"[{r.number(402)}]."
+        )
+
+    fake.script(reply, reply)
+    answer = model.ask(ELDERLY, k=3)
+    opening, second = answer.sentences
+    assert second.supported and second.citations == [1]
+    assert (
+        opening.supported
+        and opening.citations == [1]
+        and opening.note == "sums up the evidence the answer cites"
+    )
+    assert answer.verdict == "yes" and answer.verdict_basis.startswith("the model")
+    # streamed, the opening sentence comes once the rest is verified, with its place
+    events = list(model.stream(ELDERLY, k=3))
+    sentences = [e["data"] for e in events if e["event"] == "sentence"]
+    assert [s["index"] for s in sentences] == [1, 0]
+    assert events[-1]["data"]["sentences"][0]["note"] == "sums up the evidence the answer cites"
+
+
+def test_an_uncited_claim_in_the_middle_is_not_covered_by_the_rest(model: Answerer, fake: FakeOpenAI) -> None:
+    fake.script(
+        lambda r: (
+            "Laparoscopic cholecystectomy was safe in elderly patients, with low morbidity "
+            f"[{r.number(402)}]. "
+            "Laparoscopic cholecystectomy halves hospital costs in elderly patients."
+        )
+    )
+    answer = model.ask(ELDERLY, k=3)
+    assert answer.sentences[1].supported is False and answer.sentences[1].note == "no citation"
