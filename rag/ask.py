@@ -244,7 +244,7 @@ class Answerer:
             answer.stances = counted.counts
         if model_verdict is not None:
             answer.verdict = "uncertain" if model_verdict == "maybe" else model_verdict
-            answer.verdict_basis = f"the model ({self.generator.name})"
+            answer.verdict_basis = f"the model {self.generator.name}"
         elif counted is not None:
             answer.verdict = counted.verdict
             answer.verdict_basis = f"the stances of the cited studies ({counted.summary})"

@@ -401,7 +401,7 @@ def _parse(
     text: str, evidence: Evidence, removed: list[RemovedCitation], first: int = 0
 ) -> list[DraftSentence]:
     """Model text into sentences with the PMIDs their markers resolve to; bad markers are reported."""
-    by_number = {s.number: s.pmid for s in evidence.sources}
+    by_number = evidence.shown or {s.number: s.pmid for s in evidence.sources}
     retrieved = {s.pmid for s in evidence.sources}
 
     def resolve(markers: list[Marker], index: int) -> list[int]:

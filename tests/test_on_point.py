@@ -201,14 +201,17 @@ def model(store: Store, fake: FakeOpenAI) -> Answerer:
 
 
 def test_a_models_off_topic_sentence_is_set_aside(model: Answerer, fake: FakeOpenAI) -> None:
+    # the fundoplication study is not shown to the model (not about the question); a model that writes
+    # about fundoplication anyway, citing a shown source, gets the sentence set aside
     fake.script(
         lambda r: (
             "Laparoscopic cholecystectomy was safe in elderly patients, with low morbidity "
             f"[{r.number(402)}]. "
-            f"Laparoscopic fundoplication was safe in elderly patients with reflux disease [{r.number(403)}]."
+            f"Laparoscopic fundoplication was safe in elderly patients with reflux disease [{r.number(402)}]."
         )
     )
     answer = model.ask(ELDERLY, k=3)
+    assert 403 not in fake.requests[0].sources
     assert [c.pmid for c in answer.citations] == [402]
     assert [s.text for s in answer.off_point] == [
         "Laparoscopic fundoplication was safe in elderly patients with reflux disease."
