@@ -28,7 +28,7 @@ from rag.focus import (
     read_question,
     stems,
 )
-from rag.generators import Evidence, Source
+from rag.generators import FINDING, METHOD, Evidence, Source
 from rag.stance import UNCLEAR, StanceVote, study_stance, summarise, verdict_from_stances
 
 
@@ -81,12 +81,17 @@ def _stance(
     ]
     if not usable:
         return UNCLEAR, 0.0
-    conclusions = [i for i in usable if evidence.sentences[i].is_conclusion]
+    sentences = evidence.sentences
+    conclusions = [i for i in usable if sentences[i].is_conclusion]
     results = [
         i
         for i in usable
         if "RESULT" in f"{evidence.sentences[i].label or ''} {evidence.sentences[i].category or ''}".upper()
     ]
+    if not conclusions and not results:  # no section labels: the sentences that read as findings
+        results = [
+            i for i in usable if FINDING.search(sentences[i].text) and not METHOD.search(sentences[i].text)
+        ]
     chosen = conclusions + results if conclusions or results else usable[-3:]
     return study_stance(
         [evidence.sentences[i].text for i in chosen],

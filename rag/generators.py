@@ -198,16 +198,19 @@ class ExtractiveGenerator:
                 name in section for name in ("BACKGROUND", "INTRODUCTION", "METHOD", "OBJECTIVE", "AIM")
             ):
                 bonus -= 0.05
-            if _AIM.search(sentence.text):
-                bonus -= 0.12  # "we investigated whether...": says what was asked, not what was found
+            finding = bool(FINDING.search(sentence.text))
+            if _AIM.search(sentence.text) or (not finding and METHOD.search(sentence.text)):
+                continue  # "we investigated whether ...", "this is a prospective study of 150 ...": no finding
+            if finding:
+                bonus += 0.04  # "... was significantly lower (p < 0.01)": what was found
             bonus += 0.04 / ranks.get(sentence.pmid, 10)
             if primary is not None and any(c is primary for c in named):
                 bonus += 0.03
-            if source.population_clash:
-                bonus -= 0.1  # a paediatric cohort for a question about the elderly: only if nothing else
             scored.append((i, float(sims[i]) + bonus))
         scored.sort(key=lambda item: -item[1])
-        return scored
+        # a paediatric cohort for a question about the elderly: quoted only when nothing else is
+        matching = [(i, v) for i, v in scored if not allowed[evidence.sentences[i].pmid].population_clash]
+        return matching or scored
 
     def generate(self, evidence: Evidence) -> Draft:
         chosen: list[int] = []
@@ -244,6 +247,27 @@ _AIM = re.compile(
     r"investigated|evaluated|examined|assessed|studied|hypothesi[sz]ed)|this\s+study\s+(?:aims|aimed|was\s+"
     r"designed|investigated|evaluated|examined|assessed)|^to\s+(?:evaluate|assess|determine|investigate|"
     r"examine|compare|describe|explore|identify|clarify))\b",
+    re.IGNORECASE,
+)
+
+
+# What a finding sounds like, and how a method is described, for abstracts without section labels.
+FINDING = re.compile(
+    r"\b(?:p\s*[<=>≤≥]\s*0?\.\d|significant(?:ly)?|no\s+(?:\w+\s+)?differences?|associated\s+with|"
+    r"(?:odds|hazard|risk|rate)\s+ratio|95\s*%\s*(?:ci|confidence)|(?:higher|lower|greater|fewer|more|less)\s+"
+    r"(?:than|in|among|rates?|risk|incidence|mortality)|(?:increased|decreased|reduced|improved|worsened)\b|"
+    r"(?:was|were)\s+(?:similar|comparable|superior|inferior|safe|effective|feasible|associated)|"
+    r"(?:showed|demonstrated|revealed|found|suggest(?:s|ed)?|indicate[sd]?)\s+(?:that|a|an|no|significant))",
+    re.IGNORECASE,
+)
+METHOD = re.compile(
+    r"(?:^(?:this|the\s+present|our)\s+(?:is\s+an?|was\s+an?|study|retrospective|prospective|trial)|"
+    r"\b(?:were|was)\s+(?:included|enrolled|recruited|reviewed|randomi[sz]ed|divided|assigned|allocated|"
+    r"collected|analy[sz]ed|identified|selected|recorded|measured|evaluated|assessed|compared|studied|"
+    r"considered\s+(?:statistically\s+)?significant)\b|\bwe\s+(?:reviewed|analy[sz]ed|studied|"
+    r"retrospectively|prospectively|included|enrolled|recruited|collected|performed|conducted|compared|"
+    r"identified|used)\b|\bbetween\s+(?:january|february|march|april|may|june|july|august|september|october|"
+    r"november|december|\d{4}))",
     re.IGNORECASE,
 )
 
