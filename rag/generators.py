@@ -200,7 +200,7 @@ class ExtractiveGenerator:
                 bonus -= 0.05
             finding = bool(FINDING.search(sentence.text))
             if _AIM.search(sentence.text) or (not finding and METHOD.search(sentence.text)):
-                continue  # "we investigated whether ...", "this is a prospective study of 150 ...": no finding
+                continue  # "we investigated whether ...", "this is a prospective study of ...": no finding
             if finding:
                 bonus += 0.04  # "... was significantly lower (p < 0.01)": what was found
             bonus += 0.04 / ranks.get(sentence.pmid, 10)
