@@ -84,6 +84,14 @@ _PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+# the API documentation pages: Swagger UI and ReDoc from packaged files, nothing from elsewhere either; ReDoc
+# writes its styles as <style> elements (styled-components), hence 'unsafe-inline' for styles only
+_DOCS_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
+    "img-src 'self' data:; worker-src blob:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+_DOCS_PATHS = ("/docs", "/redoc")
 
 
 # ----- what requests carry ---------------------------------------------------------------------------
@@ -160,6 +168,8 @@ class _Edge:
                 ]
                 if path == "/" or path.startswith("/static/"):
                     headers += [(b"content-security-policy", _PAGE_POLICY.encode())]
+                elif path in _DOCS_PATHS or path.startswith("/docs-assets/"):
+                    headers += [(b"content-security-policy", _DOCS_POLICY.encode())]
                 message = {**message, "headers": headers}
             elif message["type"] == "http.response.body":
                 sent["bytes"] += len(message.get("body", b""))
@@ -507,6 +517,8 @@ def create_app(library: Library | None = None, settings: Settings | None = None)
         "retrieved articles, verified by code. Answers support, and do not replace, a clinician's "
         "judgement.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's own pages load Swagger UI and ReDoc from a CDN: ours are served below
+        redoc_url=None,
     )
     app.add_middleware(_Edge, max_body_bytes=serve.max_body_bytes)
     _install_error_handlers(app)
@@ -643,4 +655,40 @@ def create_app(library: Library | None = None, settings: Settings | None = None)
         return FileResponse(WEB_DIR / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    _add_docs(app)
     return app
+
+
+def _docs_assets() -> Path | None:
+    """The Swagger UI and ReDoc files that the ``fastapi-offline`` package ships (the serve extra)."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        return None
+    folder = Path(fastapi_offline.__file__).resolve().parent / "static"
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) on ``/openapi.json``, from packaged files: they work
+    with no network, under their own Content-Security-Policy (scripts only from this server)."""
+    assets = _docs_assets()
+    if assets is not None:
+        app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    def docs_page(name: str) -> Callable[[Request], Any]:
+        async def page(request: Request) -> Response:
+            if assets is None:
+                return _error_response(
+                    request,
+                    503,
+                    "the API documentation pages need fastapi-offline: pip install 'medlit[serve]' "
+                    "(the OpenAPI description is at /openapi.json)",
+                    "docs_unavailable",
+                )
+            return FileResponse(WEB_DIR / name, media_type="text/html")
+
+        return page
+
+    app.add_api_route("/docs", docs_page("docs.html"), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/redoc", docs_page("redoc.html"), methods=["GET"], include_in_schema=False)

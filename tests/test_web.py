@@ -205,3 +205,36 @@ def test_a_server_with_a_token_asks_for_it(browser: Any, library: Library) -> No
         _ask(page, QUESTION)
         assert page.locator("#citations li").count() >= 1 and page.locator("#error").is_hidden()
         context.close()
+
+
+def test_api_documentation_renders_offline(browser: Any, server: str) -> None:
+    """The page's "API documentation" link: Swagger UI lists the operations and ReDoc renders, with every
+    request to anywhere but this server refused (as offline), and nothing fetched from elsewhere."""
+    context = browser.new_context()
+    outside: list[str] = []
+
+    def refuse(route: Any) -> None:
+        outside.append(route.request.url)
+        route.abort()
+
+    context.route(lambda url: not url.startswith(server), refuse)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server + "/")
+    page.click("text=API documentation")
+    page.wait_for_url(server + "/docs")
+    page.wait_for_selector(".opblock", timeout=60_000)
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert {"/ask", "/search", "/articles/{pmid}", "/health"} <= set(paths)
+    assert "Answer a question with verified citations" in page.locator("#swagger-ui").inner_text()
+
+    page.click("text=the same documentation in ReDoc")
+    page.wait_for_url(server + "/redoc")
+    page.wait_for_selector("h1", timeout=60_000)
+    assert page.locator("h1").first.inner_text().startswith("medlit")
+    page.wait_for_selector("text=Answer a question with verified citations", timeout=60_000)
+    assert page.locator("[data-section-id]").count() >= 4  # a section per operation
+    context.close()
+    assert errors == [], f"JavaScript errors on the documentation pages: {errors}"
+    assert outside == [], f"the documentation fetched from elsewhere: {outside}"
