@@ -43,7 +43,7 @@ from rag.generators import GenerationError
 
 try:
     from mcp.server.mcpserver import Context, MCPServer
-    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
     from mcp.types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
 except ImportError:  # pragma: no cover - the message is the point
     raise ImportError("medlit mcp needs the MCP SDK: pip install 'medlit[mcp]'") from None
@@ -147,9 +147,11 @@ def _error_result(message: str, code: str) -> CallToolResult:
 def _tool_error(exc: Exception, tool: str) -> CallToolResult:
     """One clear message for a failed call: what the caller got wrong, or what failed, never a trace."""
     cause: BaseException | None = exc
+    crashed = False  # the SDK wraps what a tool raises (and a result it cannot convert) as unexpected
     while isinstance(cause, ToolError) and cause.__cause__ is not None:
+        crashed = crashed or isinstance(cause, UnexpectedToolError)
         cause = cause.__cause__
-    if isinstance(cause, ValidationError):
+    if isinstance(cause, ValidationError) and not crashed:  # the arguments do not fit the input schema
         return _error_result(validation_message(cause.errors()), "invalid_input")
     if isinstance(cause, MedlitError):
         code = next(c for kind, c in _ERRORS if isinstance(cause, kind))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -405,3 +406,37 @@ def test_streamable_http_transport_with_a_token(home: Path) -> None:
             server.kill()
             _out, logs = server.communicate()
     assert "tool=search status=ok" in logs and "metformin" not in logs and token not in logs
+
+
+# ----- in-process: a crash inside a tool ----------------------------------------------------------------
+
+
+class CrashingGenerator:
+    """A generator with a bug whose message quotes the question (as a careless exception might)."""
+
+    name = "crashing"
+
+    def generate(self, evidence: Any) -> Any:
+        raise RuntimeError(f"cannot handle {evidence.question!r}")
+
+
+def test_a_crash_in_a_tool_is_an_internal_error_without_its_message(
+    home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import anyio
+
+    from medlit.mcp_server import create_server
+
+    settings = Settings(
+        home=home,
+        embedding={"backend": "fake"},  # type: ignore[arg-type]
+        answer={"abstain_threshold": 0.45, "support_threshold": 0.6},  # type: ignore[arg-type]
+    )
+    with Library(settings=settings, generator=CrashingGenerator()) as library:
+        server = create_server(library)
+        with caplog.at_level(logging.DEBUG):
+            result = anyio.run(server.call_tool, "ask", {"question": PRIVATE_QUESTION})
+    assert _error(result) == "internal error (RuntimeError)"
+    assert result.structured_content["error"] == "internal_error"
+    assert "tool=ask unexpected RuntimeError" in caplog.text and "generate" in caplog.text  # where it was
+    assert "Quackenbush" not in caplog.text and "metformin" not in caplog.text
