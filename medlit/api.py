@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -42,13 +42,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from foundation.errors import EntrezError, InputError, LibraryError, MedlitError
 from foundation.redaction import register_secret
 from foundation.settings import ServeSettings, Settings, get_settings
 from indexes.hit import Filters
+from medlit import inputs
+from medlit.inputs import FiltersIn, GeneratorName, Mode, Term, validation_message
 from medlit.library import Library, make_filters
 from medlit.version import __version__
 from rag.generators import GenerationError
@@ -57,10 +59,6 @@ log = logging.getLogger("medlit.api")
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 T = TypeVar("T")
-
-Mode = Literal["hybrid", "dense", "bm25"]
-GeneratorName = Literal["extractive", "openai", "local"]
-Term = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 # what each error is called in a response body, and its status
 _ERRORS: list[tuple[type[MedlitError], int, str]] = [
@@ -86,38 +84,17 @@ _PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+# the API documentation pages: Swagger UI and ReDoc from packaged files, nothing from elsewhere either; ReDoc
+# writes its styles as <style> elements (styled-components), hence 'unsafe-inline' for styles only
+_DOCS_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
+    "img-src 'self' data:; worker-src blob:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+_DOCS_PATHS = ("/docs", "/redoc")
 
 
 # ----- what requests carry ---------------------------------------------------------------------------
-
-
-class FiltersIn(BaseModel):
-    """Restrictions on the articles used; empty lists mean no restriction."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    years: str | None = Field(
-        None, max_length=20, description='Publication years: "2015:2024", "2015:", ":2024" or "2020".'
-    )
-    year_min: int | None = Field(None, ge=0, le=9999, description="First publication year (or use years).")
-    year_max: int | None = Field(None, ge=0, le=9999, description="Last publication year (or use years).")
-    study_types: list[Term] = Field(
-        default_factory=list, max_length=50, description='Publication types, e.g. "Meta-Analysis".'
-    )
-    mesh: list[Term] = Field(default_factory=list, max_length=50, description="MeSH descriptors (any of).")
-    languages: list[Term] = Field(default_factory=list, max_length=20, description="Language codes: eng.")
-    include_retracted: bool = Field(False, description="Also use retracted articles (flagged loudly).")
-
-    @model_validator(mode="after")
-    def _years_one_way(self) -> FiltersIn:
-        if self.years is not None and (self.year_min is not None or self.year_max is not None):
-            raise ValueError("give years or year_min/year_max, not both")
-        return self
-
-    def to_filters(self) -> Filters:
-        """``Filters``; InputError for a malformed or empty year range."""
-        years = self.years if self.years is not None else (self.year_min, self.year_max)
-        return make_filters(years, self.study_types, self.mesh, self.languages, self.include_retracted)
 
 
 class AskIn(BaseModel):
@@ -191,6 +168,8 @@ class _Edge:
                 ]
                 if path == "/" or path.startswith("/static/"):
                     headers += [(b"content-security-policy", _PAGE_POLICY.encode())]
+                elif path in _DOCS_PATHS or path.startswith("/docs-assets/"):
+                    headers += [(b"content-security-policy", _DOCS_POLICY.encode())]
                 message = {**message, "headers": headers}
             elif message["type"] == "http.response.body":
                 sent["bytes"] += len(message.get("body", b""))
@@ -270,19 +249,10 @@ def _error_response(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
-def _validation_message(exc: RequestValidationError) -> str:
-    """ "body.k: Input should be greater than or equal to 1" — never the input itself."""
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return _error_response(request, 422, _validation_message(exc))
+        return _error_response(request, 422, validation_message(exc.errors(), whole="body"))
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -547,6 +517,8 @@ def create_app(library: Library | None = None, settings: Settings | None = None)
         "retrieved articles, verified by code. Answers support, and do not replace, a clinician's "
         "judgement.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's own pages load Swagger UI and ReDoc from a CDN: ours are served below
+        redoc_url=None,
     )
     app.add_middleware(_Edge, max_body_bytes=serve.max_body_bytes)
     _install_error_handlers(app)
@@ -554,19 +526,10 @@ def create_app(library: Library | None = None, settings: Settings | None = None)
     app.state.jobs = jobs
 
     def question_text(text: str) -> str:
-        text = text.replace("\x00", " ").strip()
-        if not text:
-            raise InputError("the question is empty")
-        if len(text) > serve.max_question_chars:
-            raise InputError(
-                f"the question is too long ({len(text):,} characters; at most {serve.max_question_chars:,})"
-            )
-        return text
+        return inputs.question_text(text, serve)
 
     def check_k(k: int | None) -> int | None:
-        if k is not None and not 1 <= k <= serve.max_k:
-            raise InputError(f"k must be between 1 and {serve.max_k} (got {k})")
-        return k
+        return inputs.check_k(k, serve)
 
     api = APIRouter(dependencies=_access(serve, RateLimiter(serve.rate_limit, serve.burst)))
 
@@ -692,4 +655,40 @@ def create_app(library: Library | None = None, settings: Settings | None = None)
         return FileResponse(WEB_DIR / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    _add_docs(app)
     return app
+
+
+def _docs_assets() -> Path | None:
+    """The Swagger UI and ReDoc files that the ``fastapi-offline`` package ships (the serve extra)."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        return None
+    folder = Path(fastapi_offline.__file__).resolve().parent / "static"
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) on ``/openapi.json``, from packaged files: they work
+    with no network, under their own Content-Security-Policy (scripts only from this server)."""
+    assets = _docs_assets()
+    if assets is not None:
+        app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    def docs_page(name: str) -> Callable[[Request], Any]:
+        async def page(request: Request) -> Response:
+            if assets is None:
+                return _error_response(
+                    request,
+                    503,
+                    "the API documentation pages need fastapi-offline: pip install 'medlit[serve]' "
+                    "(the OpenAPI description is at /openapi.json)",
+                    "docs_unavailable",
+                )
+            return FileResponse(WEB_DIR / name, media_type="text/html")
+
+        return page
+
+    app.add_api_route("/docs", docs_page("docs.html"), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/redoc", docs_page("redoc.html"), methods=["GET"], include_in_schema=False)

@@ -1,9 +1,13 @@
 """The report of a batch job: Markdown or HTML, from a RESULTS.jsonl (or its records).
 
-A per-question table (question, abstained?, number of citations, best evidence level, newest cited year),
-the counts across questions (answered, abstained, failed), the evidence levels cited, the most cited
-articles, and a histogram of the cited articles' years as a PNG picture: a file beside a Markdown report,
-a ``data:`` URI inside an HTML one. matplotlib draws it on its Agg canvas without touching pyplot's state.
+First each question's answer as a reviewer reads it: the verdict (and what it rests on), the stances of the
+cited studies and the notes a clinician must see, when the answer has them; the sentences with their
+citation numbers; the references with journal, year, evidence level (and stance, design and sample size
+when present); an abstention with its reason; a failed question with its error. Then the summary: a
+per-question table (abstained?, citations, best evidence level, newest cited year), the counts, the evidence
+levels cited, the most cited articles, and a histogram of the cited articles' years as a PNG picture: a file
+beside a Markdown report, a ``data:`` URI inside an HTML one. matplotlib draws it on its Agg canvas without
+touching pyplot's state. HTML reports escape everything they quote and hold no script.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 from foundation.durable import write_atomically
 from foundation.errors import InputError
 from medlit.results import read_results
-from rag.answer import DISCLAIMER
+from rag.answer import DISCLAIMER, INSUFFICIENT, with_marks
 
 
 def report_format(path: Path) -> str:
@@ -132,9 +136,9 @@ def write_report(results: str | Path | list[dict[str, Any]], path: str | Path) -
         if png is not None:
             image = path.with_name(f"{path.stem}-cited-years.png")
             write_atomically(image, png)
-        text = _markdown(summary, source, image.name if image else None)
+        text = _markdown(records, summary, source, image.name if image else None)
     else:
-        text = _html(summary, source, png)
+        text = _html(records, summary, source, png)
     write_atomically(path, text.encode())
     return path
 
@@ -149,15 +153,197 @@ def _most_cited(summary: _Summary, n: int = 10) -> list[tuple[int, int, dict[str
 
 
 def _md_cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return " ".join(text.split()).replace("|", "\\|")
+    return _md_text("" if value is None else value).replace("|", "\\|")
 
 
 def _yes_no(row: _Row) -> str:
     return "error" if row.abstained is None else "yes" if row.abstained else "no"
 
 
-def _markdown(summary: _Summary, source: str, image: str | None) -> str:
+# ----- one answer, as a reviewer reads it --------------------------------------------------------------
+
+
+def _stance_word(stance: Any) -> str | None:
+    return {"supports": "supports", "contradicts": "contradicts", "unclear": "unclear"}.get(str(stance))
+
+
+def _reference_facts(citation: dict[str, Any]) -> list[str]:
+    """journal, year, evidence level; then design, sample size and stance when the answer has them."""
+    year = citation.get("year")
+    facts = [
+        str(citation.get("journal") or "journal unknown"),
+        str(year) if isinstance(year, int) else "year unknown",
+        str(citation.get("evidence_level") or "evidence level unknown"),
+    ]
+    if citation.get("design"):
+        facts.append(f"design: {citation['design']}")
+    size = citation.get("sample_size")
+    if isinstance(size, int) and not isinstance(size, bool):
+        facts.append(f"n = {size:,}")
+    stance = _stance_word(citation.get("stance"))
+    if stance:
+        facts.append(f"stance: {stance}")
+    return facts
+
+
+def _verdict_line(answer: dict[str, Any]) -> str | None:
+    verdict = answer.get("verdict")
+    if not verdict:
+        return None
+    basis = answer.get("verdict_basis")
+    return f"{verdict}" + (f" ({basis})" if basis else "")
+
+
+def _stances_line(answer: dict[str, Any]) -> str | None:
+    if answer.get("stance_summary"):
+        return str(answer["stance_summary"])
+    stances = answer.get("stances")
+    if isinstance(stances, dict) and any(stances.values()):
+        named = (("supports", "for"), ("contradicts", "against"), ("unclear", "unclear"))
+        return ", ".join(f"{int(stances.get(key) or 0)} {word}" for key, word in named)
+    return None
+
+
+def _notes(answer: dict[str, Any]) -> list[str]:
+    notes = [str(n) for n in answer.get("notes") or [] if str(n).strip()]
+    focus = answer.get("focus")
+    if isinstance(focus, dict) and focus.get("missing"):
+        missing = ", ".join(str(m) for m in focus["missing"])
+        if not any(missing in note for note in notes):
+            notes.append(f"No retrieved article studies: {missing}.")
+    return notes
+
+
+def _filters_line(answer: dict[str, Any]) -> str | None:
+    """The filters the question was asked with, when it had any: "years 2020-; study types: Review"."""
+    filters = (answer.get("trace") or {}).get("filters") or {}
+    parts = []
+    low, high = filters.get("year_min"), filters.get("year_max")
+    if low is not None or high is not None:
+        parts.append(f"years {low if low is not None else ''}-{high if high is not None else ''}")
+    for key, name in (("publication_types", "study types"), ("mesh", "MeSH"), ("languages", "languages")):
+        if filters.get(key):
+            parts.append(f"{name}: {', '.join(str(v) for v in filters[key])}")
+    if filters.get("include_retracted"):
+        parts.append("retracted articles included")
+    return "; ".join(parts) or None
+
+
+def _sentence(sentence: dict[str, Any]) -> tuple[str, bool]:
+    """(the sentence with its [n] marks, supported?)"""
+    numbers = [int(n) for n in sentence.get("citations") or []]
+    text = with_marks(str(sentence.get("text", "")), numbers)
+    if not sentence.get("supported", True):
+        text += f" (unsupported: {sentence.get('note') or 'no cited abstract supports it'})"
+    return text, bool(sentence.get("supported", True))
+
+
+def _failure(record: dict[str, Any]) -> str:
+    error = record.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("type") or "failed")
+    return str(error or "failed")
+
+
+def _md_text(value: Any) -> str:
+    """Text quoted into Markdown: one line, with no HTML nor link a Markdown viewer would render."""
+    return html.escape(" ".join(str(value).split()), quote=False).replace("](", "\\](")
+
+
+def _md_link_text(value: Any) -> str:
+    return _md_text(value).replace("[", "\\[").replace("]", "\\]")
+
+
+def _answer_markdown(number: int, record: dict[str, Any]) -> list[str]:
+    answer = record.get("answer") or {}
+    lines = [f"### {number}. {_md_text(record.get('id'))}: {_md_text(record.get('question', ''))}", ""]
+    if record.get("status") != "ok":
+        return [*lines, f"**Failed:** {_md_text(_failure(record))}", ""]
+    filters = _filters_line(answer)
+    if filters:
+        lines += [f"_Filters: {_md_text(filters)}_", ""]
+    if answer.get("abstained"):
+        lines += [f"**{INSUFFICIENT}**", "", f"_Reason:_ {_md_text(answer.get('reason') or 'not given')}", ""]
+    verdict = _verdict_line(answer)
+    if verdict:
+        lines += [f"**Verdict:** {_md_text(verdict)}", ""]
+    stances = _stances_line(answer)
+    if stances:
+        lines += [f"**The cited studies:** {_md_text(stances)}", ""]
+    notes = _notes(answer)
+    if notes:
+        lines += ["**Notes:**", ""] + [f"- {_md_text(note)}" for note in notes] + [""]
+    sentences = [_sentence(s) for s in answer.get("sentences") or []]
+    if sentences and not answer.get("abstained"):
+        lines += [" ".join(_md_text(text) for text, _ok in sentences), ""]
+    citations = answer.get("citations") or []
+    if citations:
+        lines += ["References:", ""]
+        for citation in citations:
+            flag = "**RETRACTED** " if citation.get("retracted") else ""
+            title = _md_link_text(citation.get("title") or f"PMID {citation.get('pmid')} (untitled)")
+            url = f"https://pubmed.ncbi.nlm.nih.gov/{int(citation['pmid'])}/"
+            facts = "; ".join(_md_text(f) for f in _reference_facts(citation))
+            number_shown = int(citation.get("number", 0))
+            lines.append(f"{number_shown}. {flag}[{title}]({url}). {facts}. PMID {int(citation['pmid'])}")
+        lines.append("")
+    if answer.get("generator"):
+        lines += [f"_Generator: {_md_text(answer['generator'])}_", ""]
+    return lines
+
+
+def _answer_html(number: int, record: dict[str, Any]) -> list[str]:
+    esc = html.escape
+    answer = record.get("answer") or {}
+    parts = [
+        f'<section class="answer" id="answer-{number}">',
+        f"<h3>{number}. {esc(str(record.get('id')))}: {esc(str(record.get('question', '')))}</h3>",
+    ]
+    if record.get("status") != "ok":
+        return [*parts, f'<p class="failed"><b>Failed:</b> {esc(_failure(record))}</p>', "</section>"]
+    filters = _filters_line(answer)
+    if filters:
+        parts.append(f'<p class="small">Filters: {esc(filters)}</p>')
+    if answer.get("abstained"):
+        parts.append(
+            f'<div class="insufficient"><b>{esc(INSUFFICIENT)}</b><br>'
+            f"<i>Reason:</i> {esc(str(answer.get('reason') or 'not given'))}</div>"
+        )
+    verdict = _verdict_line(answer)
+    if verdict:
+        parts.append(f'<p class="verdict"><b>Verdict:</b> {esc(verdict)}</p>')
+    stances = _stances_line(answer)
+    if stances:
+        parts.append(f"<p><b>The cited studies:</b> {esc(stances)}</p>")
+    notes = _notes(answer)
+    if notes:
+        parts.append('<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+    sentences = [_sentence(s) for s in answer.get("sentences") or []]
+    if sentences and not answer.get("abstained"):
+        shown = [
+            esc(text) if ok else f'<span class="unsupported">{esc(text)}</span>' for text, ok in sentences
+        ]
+        parts.append('<p class="answer-text">' + " ".join(shown) + "</p>")
+    citations = answer.get("citations") or []
+    if citations:
+        parts.append('<ol class="references">')
+        for citation in citations:
+            pmid = int(citation["pmid"])
+            flag = '<span class="retracted">RETRACTED</span> ' if citation.get("retracted") else ""
+            title = esc(str(citation.get("title") or f"PMID {pmid} (untitled)"))
+            facts = "; ".join(esc(f) for f in _reference_facts(citation))
+            parts.append(
+                f'<li value="{int(citation.get("number", 0))}">{flag}'
+                f'<a href="https://pubmed.ncbi.nlm.nih.gov/{pmid}/">{title}</a>. {facts}. PMID {pmid}</li>'
+            )
+        parts.append("</ol>")
+    if answer.get("generator"):
+        parts.append(f'<p class="small">Generator: {esc(str(answer["generator"]))}</p>')
+    parts.append("</section>")
+    return parts
+
+
+def _markdown(records: list[dict[str, Any]], summary: _Summary, source: str, image: str | None) -> str:
     total = len(summary.rows)
     lines = [
         "# Batch literature review",
@@ -165,6 +351,12 @@ def _markdown(summary: _Summary, source: str, image: str | None) -> str:
         f"Results: `{source}`, {total} questions: {summary.answered} answered, {summary.abstained} abstained "
         f"(the evidence found was insufficient), {summary.errors} failed.",
         "",
+        "## Answers",
+        "",
+    ]
+    for number, record in enumerate(records, start=1):
+        lines += _answer_markdown(number, record)
+    lines += [
         "## Questions",
         "",
         "| id | question | abstained? | citations | best evidence level | newest year |",
@@ -173,6 +365,8 @@ def _markdown(summary: _Summary, source: str, image: str | None) -> str:
     for row in summary.rows:
         cells = (row.id, row.question, _yes_no(row), row.citations, row.best_level, row.newest_year)
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    lines += ["", "## Counts", "", "| answered | abstained | failed | questions |", "|---:|---:|---:|---:|"]
+    lines.append(f"| {summary.answered} | {summary.abstained} | {summary.errors} | {total} |")
     lines += ["", "## Evidence levels cited", ""]
     if summary.levels:
         lines += ["| evidence level | citations |", "|---|---:|"]
@@ -198,7 +392,7 @@ def _markdown(summary: _Summary, source: str, image: str | None) -> str:
     return "\n".join(lines)
 
 
-def _html(summary: _Summary, source: str, png: bytes | None) -> str:
+def _html(records: list[dict[str, Any]], summary: _Summary, source: str, png: bytes | None) -> str:
     esc = html.escape
     total = len(summary.rows)
     parts = [
@@ -207,21 +401,36 @@ def _html(summary: _Summary, source: str, png: bytes | None) -> str:
         "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;"
         "text-align:left;vertical-align:top}td.n{text-align:right}.retracted{color:#b00;font-weight:bold}"
+        "section.answer{border-top:1px solid #ccc;margin:1.5em 0}.unsupported{background:#fde8e8}"
+        ".insufficient{background:#fff6e0;padding:.5em}.failed{color:#b00}.notes{background:#fff6e0}"
+        ".small{color:#555;font-size:.9em}ol.references li{margin-bottom:.4em}"
         "</style></head><body>",
         "<h1>Batch literature review</h1>",
         f"<p>Results: <code>{esc(source)}</code>, {total} questions: {summary.answered} answered, "
         f"{summary.abstained} abstained (the evidence found was insufficient), {summary.errors} failed.</p>",
+        "<h2>Answers</h2>",
+    ]
+    for number, record in enumerate(records, start=1):
+        parts += _answer_html(number, record)
+    parts += [
         "<h2>Questions</h2>",
         "<table><tr><th>id</th><th>question</th><th>abstained?</th><th>citations</th>"
         "<th>best evidence level</th><th>newest year</th></tr>",
     ]
-    for row in summary.rows:
+    for number, row in enumerate(summary.rows, start=1):
         parts.append(
-            f"<tr><td>{esc(row.id)}</td><td>{esc(row.question)}</td><td>{_yes_no(row)}</td>"
+            f'<tr><td><a href="#answer-{number}">{esc(row.id)}</a></td><td>{esc(row.question)}</td>'
+            f"<td>{_yes_no(row)}</td>"
             f'<td class="n">{row.citations}</td><td>{esc(row.best_level)}</td>'
             f'<td class="n">{row.newest_year or ""}</td></tr>'
         )
-    parts.append("</table><h2>Evidence levels cited</h2>")
+    parts.append("</table><h2>Counts</h2>")
+    parts.append(
+        "<table><tr><th>answered</th><th>abstained</th><th>failed</th><th>questions</th></tr>"
+        f'<tr><td class="n">{summary.answered}</td><td class="n">{summary.abstained}</td>'
+        f'<td class="n">{summary.errors}</td><td class="n">{total}</td></tr></table>'
+    )
+    parts.append("<h2>Evidence levels cited</h2>")
     if summary.levels:
         parts.append("<table><tr><th>evidence level</th><th>citations</th></tr>")
         parts += [

@@ -871,6 +871,55 @@ def serve_cmd(obj: _Context, host: str | None, port: int | None) -> None:
         uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
 
 
+# ----- mcp ---------------------------------------------------------------------------------------
+
+
+@cli.command("mcp")
+@click.option(
+    "--transport",
+    type=click.Choice(["stdio", "http"]),
+    default="stdio",
+    show_default=True,
+    help="stdio: the assistant starts this command and talks on its stdin/stdout; http: streamable HTTP "
+    "at http://HOST:PORT/mcp.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the http transport listens on.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8001,
+    show_default=True,
+    help="Port of the http transport.",
+)
+@pass_context
+@_fail_cleanly
+def mcp_cmd(obj: _Context, transport: str, host: str, port: int) -> None:
+    """The library as MCP tools for assistants: search, ask, show_article, export_citations.
+
+    Every result carries the disclaimer; input is checked as the HTTP API checks it. Logs (stderr) hold one
+    line per call without its question. Set MEDLIT_SERVE__TOKEN to require a bearer token over http.
+    """
+    try:
+        from medlit.mcp_server import serve
+    except ImportError:
+        raise MedlitError("medlit mcp needs the MCP SDK: pip install 'medlit[mcp]'") from None
+    from medlit.library import Library
+
+    settings = obj.settings
+    if transport == "http" and host not in ("127.0.0.1", "localhost", "::1") and settings.serve.token is None:
+        click.echo(
+            f"Warning: listening on {host} without a token: anyone who can reach it may use it "
+            "(set MEDLIT_SERVE__TOKEN).",
+            err=True,
+        )
+    if obj.verbose == 0:
+        logging.getLogger("medlit.mcp").setLevel(logging.INFO)  # one line per call
+    with Library(settings=settings) as library:
+        if transport == "http":
+            click.echo(f"medlit MCP server for {settings.library_path} on http://{host}:{port}/mcp", err=True)
+        serve(library, "http" if transport == "http" else "stdio", host=host, port=port)
+
+
 def main() -> None:
     cli(prog_name="medlit")
 

@@ -294,7 +294,8 @@ class Library:
         return answer
 
     def export(self, pmids: Iterable[int], fmt: str = "ris") -> str:
-        """Citations of these articles as RIS, BibTeX, nbib or CSV."""
-        from medlit.export import export
+        """Citations of these articles as RIS, BibTeX, nbib or CSV, in the order given; PMIDs missing from
+        the library are named in one ``InputError`` (as ``medlit export`` does) and nothing is exported."""
+        from medlit.export import export, load_articles
 
-        return export(self.articles(pmids), fmt)
+        return export(load_articles(self.store, pmids), fmt)

@@ -183,7 +183,34 @@ def test_openapi_docs_list_every_endpoint(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     expected = {"/ask", "/search", "/articles/{pmid}", "/health", "/batch", "/batch/{job_id}"}
     assert expected | {"/batch/{job_id}/results"} <= set(paths)
-    assert client.get("/docs").status_code == 200
+
+
+def test_docs_pages_use_packaged_files_only(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/docs and /redoc load Swagger UI and ReDoc from this server (the fastapi-offline package), never a CDN,
+    under a policy that allows scripts from this server only (the browser test renders them offline)."""
+    for path, asset in (
+        ("/docs", "/docs-assets/swagger-ui-bundle.js"),
+        ("/redoc", "/docs-assets/redoc.standalone.js"),
+    ):
+        page = client.get(path)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert asset in page.text and "http" not in page.text.replace("/openapi.json", "")
+        policy = dict(p.strip().split(" ", 1) for p in page.headers["content-security-policy"].split(";"))
+        assert policy["script-src"] == "'self'" and policy["default-src"] == "'none'"
+        assert policy["connect-src"] == "'self'" and "<script>" not in page.text  # no inline script
+        script = client.get(asset)
+        assert script.status_code == 200 and len(script.content) > 500_000
+    assert client.get("/docs-assets/swagger-ui.css").status_code == 200
+    assert "SwaggerUIBundle" in client.get("/static/docs.js").text
+
+    import medlit.api
+
+    monkeypatch.setattr(medlit.api, "_docs_assets", lambda: None)  # as without fastapi-offline
+    library = client.app.state.library  # type: ignore[attr-defined]
+    with TestClient(create_app(library, settings=library.settings), raise_server_exceptions=False) as bare:
+        missing = _is_error(bare.get("/docs"), 503)
+        assert "pip install 'medlit[serve]'" in missing["message"]
+        assert bare.get("/openapi.json").status_code == 200
 
 
 def test_page_and_its_files(client: TestClient) -> None:

@@ -26,6 +26,7 @@ from medlit.batch_report import write_report
 from medlit.cli import cli
 from medlit.library import Library
 from medlit.results import read_results
+from rag.answer import INSUFFICIENT
 from rag.generators import ExtractiveGenerator, GenerationError
 from tests.test_answer import ARTICLES, QUESTION
 
@@ -396,9 +397,115 @@ def test_markdown_and_html_reports_with_the_years_histogram(
     page = (tmp_path / "r.html").read_text()
     encoded = page.split('src="data:image/png;base64,', 1)[1].split('"', 1)[0]
     assert base64.b64decode(encoded).startswith(PNG_MAGIC)
-    assert "<td>pizza</td>" in page and "pubmed.ncbi.nlm.nih.gov/201/" in page
+    assert '<a href="#answer-4">pizza</a>' in page and "pubmed.ncbi.nlm.nih.gov/201/" in page
     with pytest.raises(InputError, match="Markdown"):
         write_report(out, tmp_path / "r.pdf")
+
+
+HOSTILE_QUESTION = 'Does <script>alert("x")</script> *metformin* | [help](javascript:alert(1))?'
+
+
+def _reviewed_results(library: Library, questions_file: Path, tmp_path: Path) -> list[dict[str, Any]]:
+    """A real batch's records, plus what the answers issue adds to an answer (verdict, its basis, stances,
+    notes, focus, and stance/design/sample size per citation), a failed question and a hostile one."""
+    out = tmp_path / "R.jsonl"
+    run_batch(questions_file, out, library=library)
+    records = read_results(out)
+    metformin = next(r for r in records if r["id"] == "metformin")["answer"]
+    metformin.update(
+        verdict="uncertain",
+        verdict_basis="the stances of the cited studies",
+        stance_summary="1 meta-analysis for, 1 RCT against",
+        stances={"supports": 1, "contradicts": 1, "unclear": 0},
+        notes=[
+            "Population: the question asks about type 2 diabetes; [2] studies adults with type 2 diabetes."
+        ],
+        focus={"intervention": ["metformin"], "population": [], "outcome": ["cancer"], "missing": []},
+    )
+    for citation in metformin["citations"]:
+        rct = citation["pmid"] == 202
+        citation.update(
+            stance="contradicts" if rct else "supports",
+            design="RCT" if rct else "meta-analysis",
+            sample_size=3000 if rct else None,
+        )
+    failed = {
+        "id": "broken",
+        "question": "Does the model server answer?",
+        "status": "error",
+        "answer": None,
+        "error": {
+            "type": "GenerationError",
+            "message": "the model server at 127.0.0.1:9 refused the connection",
+        },
+    }
+    hostile = {
+        **next(r for r in records if r["id"] == "aspirin"),
+        "id": "<b>x</b>",
+        "question": HOSTILE_QUESTION,
+    }
+    hostile["answer"] = {
+        **hostile["answer"],
+        "citations": [
+            {**c, "title": "<img src=x onerror=alert(1)> [Trial] of aspirin"}
+            for c in hostile["answer"]["citations"]
+        ],
+    }
+    return [*records, failed, hostile]
+
+
+def test_reports_show_each_answer_before_the_summary(
+    library: Library, questions_file: Path, tmp_path: Path
+) -> None:
+    records = _reviewed_results(library, questions_file, tmp_path)
+    markdown = write_report(records, tmp_path / "review.md").read_text()
+    answers, summary = markdown.split("\n## Questions\n", 1)
+    assert "## Answers" in answers and "## Evidence levels cited" in summary and "## Cited years" in summary
+    assert "## Counts" in summary and "| 5 | 1 | 1 | 7 |" in summary  # answered, abstained, failed, questions
+    block = answers.split("### 1. metformin: ", 1)[1].split("\n### ", 1)[0]
+    assert "**Verdict:** uncertain (the stances of the cited studies)" in block
+    assert "**The cited studies:** 1 meta-analysis for, 1 RCT against" in block
+    assert "- Population: the question asks about type 2 diabetes; [2] studies adults" in block
+    metformin = next(r for r in records if r["id"] == "metformin")["answer"]
+    first = metformin["sentences"][0]
+    marks = "".join(f"[{n}]" for n in first["citations"])
+    assert marks and marks in block and first["text"].rstrip(".")[:40] in block  # sentences, with [n]
+    rct = next(c for c in metformin["citations"] if c["pmid"] == 202)
+    line = next(x for x in block.splitlines() if "pubmed.ncbi.nlm.nih.gov/202/" in x)
+    assert line.startswith(f"{rct['number']}. [Metformin for cancer prevention in diabetes")
+    for fact in (
+        "Lancet Oncol",
+        "2022",
+        rct["evidence_level"],
+        "design: RCT",
+        "n = 3,000",
+        "stance: contradicts",
+    ):
+        assert fact in line
+    assert "_Generator: extractive_" in block
+    pizza = answers.split("### 4. pizza: ", 1)[1].split("\n### ", 1)[0]
+    assert f"**{INSUFFICIENT}**" in pizza and "_Reason:_ no retrieved article is close enough" in pizza
+    assert "References:" not in pizza
+    assert "**Failed:** the model server at 127.0.0.1:9 refused the connection" in answers
+    rct_only = answers.split("### 5. metformin-rct: ", 1)[1].split("\n### ", 1)[0]
+    assert "_Filters: years 2020-; study types: Randomized Controlled Trial_" in rct_only
+    assert "_Filters:" not in block
+    assert "<script>" not in markdown and "&lt;script&gt;" in markdown and "<img" not in markdown
+    assert "\\[Trial\\]" in markdown  # a bracket in a title does not break its link
+    assert "](javascript:" not in markdown.replace("\\](", "")  # nor does a question's text make a link
+
+    page = write_report(records, tmp_path / "review.html").read_text()
+    assert (
+        page.index("<h2>Answers</h2>") < page.index("<h2>Questions</h2>") < page.index("<h2>Cited years</h2>")
+    )
+    assert "<script" not in page.lower() and "onerror=alert" not in page.replace("onerror=alert(1)&gt;", "")
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "&lt;b&gt;x&lt;/b&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt; [Trial] of aspirin" in page
+    assert '<section class="answer" id="answer-1">' in page and '<a href="#answer-1">metformin</a>' in page
+    assert "<b>Verdict:</b> uncertain (the stances of the cited studies)" in page
+    assert "design: RCT; n = 3,000; stance: contradicts" in page
+    assert "<b>Failed:</b> the model server at 127.0.0.1:9 refused the connection" in page
+    assert f"<b>{INSUFFICIENT}</b><br><i>Reason:</i> no retrieved article is close enough" in page
 
 
 # ----- Ray ----------------------------------------------------------------------------------------------

@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
+from foundation.errors import MedlitError
 from foundation.settings import ServeSettings, Settings
 from indexes.embedder import FakeEmbedder
 from medlit.library import Library
 from rag.answer import DISCLAIMER, INSUFFICIENT
+from rag.generators import Evidence, GenerationError, generate_from_stream
 from tests.test_answer import ARTICLES, QUESTION
 
 uvicorn = pytest.importorskip("uvicorn")
@@ -120,9 +122,11 @@ def page(browser: Any, server: str) -> Iterator[Any]:
 
 
 def _ask(page: Any, question: str) -> None:
+    """Ask, and wait for the end: the whole answer (not a sentence streaming in), or an error."""
     page.fill("#question", question)
-    page.click("#submit")
-    page.wait_for_selector("#result:not([hidden]), #error:not([hidden])", timeout=30_000)
+    page.click("#submit")  # the handler disables the button before its first await
+    page.wait_for_selector("#submit:not([disabled])", timeout=60_000)
+    page.wait_for_selector("#result:not([hidden]):not([aria-busy]), #error:not([hidden])", timeout=30_000)
 
 
 def test_a_question_gets_a_cited_answer(page: Any) -> None:
@@ -205,3 +209,225 @@ def test_a_server_with_a_token_asks_for_it(browser: Any, library: Library) -> No
         _ask(page, QUESTION)
         assert page.locator("#citations li").count() >= 1 and page.locator("#error").is_hidden()
         context.close()
+
+
+def test_api_documentation_renders_offline(browser: Any, server: str) -> None:
+    """The page's "API documentation" link: Swagger UI lists the operations and ReDoc renders, with every
+    request to anywhere but this server refused (as offline), and nothing fetched from elsewhere."""
+    context = browser.new_context()
+    outside: list[str] = []
+
+    def refuse(route: Any) -> None:
+        outside.append(route.request.url)
+        route.abort()
+
+    context.route(lambda url: not url.startswith(server), refuse)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server + "/")
+    page.click("text=API documentation")
+    page.wait_for_url(server + "/docs")
+    page.wait_for_selector(".opblock", timeout=60_000)
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert {"/ask", "/search", "/articles/{pmid}", "/health"} <= set(paths)
+    assert "Answer a question with verified citations" in page.locator("#swagger-ui").inner_text()
+
+    page.click("text=the same documentation in ReDoc")
+    page.wait_for_url(server + "/redoc")
+    page.wait_for_selector("h1", timeout=60_000)
+    assert page.locator("h1").first.inner_text().startswith("medlit")
+    page.wait_for_selector("text=Answer a question with verified citations", timeout=60_000)
+    assert page.locator("[data-section-id]").count() >= 4  # a section per operation
+    context.close()
+    assert errors == [], f"JavaScript errors on the documentation pages: {errors}"
+    assert outside == [], f"the documentation fetched from elsewhere: {outside}"
+
+
+# ----- the stream: sentences as they are verified, then the whole answer; a cut stream is an error ------
+
+
+class GatedGenerator:
+    """A model that streams its answer and stops after the first sentence until the test lets it go on, so
+    the test sees what the page shows mid-stream without timing anything. A question with "server failure"
+    in it fails as a model server would."""
+
+    name = "gated-test-model"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.waiting = threading.Event()
+
+    def generate(self, evidence: Evidence) -> Any:
+        return generate_from_stream(self, evidence)
+
+    def stream(self, evidence: Evidence) -> Iterator[str]:
+        if "server failure" in evidence.question:
+            raise GenerationError("the model server at 127.0.0.1:9 refused the connection")
+        number = {source.pmid: source.number for source in evidence.sources}
+        yield "Verdict: no\n"
+        yield "Metformin use was associated with a lower cancer incidence in type 2 diabetes "
+        yield f"[{number[201]}]. "
+        yield "In"  # the next sentence has begun: the first is complete, verified and sent
+        self.waiting.set()
+        if not self.release.wait(60):
+            raise MedlitError("the test never released the generator")
+        yield (
+            " this randomized trial of 3000 adults with type 2 diabetes, metformin did not reduce overall "
+            f"cancer incidence over five years [{number[202]}]."
+        )
+
+
+@pytest.fixture
+def gated(library: Library) -> Iterator[tuple[GatedGenerator, str]]:
+    generator = GatedGenerator()
+    with (
+        Library(settings=library.settings, embedder=FakeEmbedder(64), generator=generator) as own,
+        _serving(own, library.settings) as base,
+    ):
+        yield generator, base
+        generator.release.set()
+
+
+def test_sentences_appear_as_they_are_verified_then_the_answer(browser: Any, gated: Any) -> None:
+    generator, base = gated
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(base + "/")
+    page.fill("#question", QUESTION)
+    page.click("#submit")
+    page.wait_for_selector("#answer-text .sentence", timeout=60_000)
+    assert generator.waiting.is_set() and not generator.release.is_set()  # the answer is not finished
+    assert page.locator("#answer-text .sentence").count() == 1
+    first = page.locator("#answer-text .sentence").first.inner_text()
+    assert first.startswith("Metformin use was associated with a lower cancer incidence") and "[1]" in first
+    assert page.locator("#result").get_attribute("aria-busy") == "true"
+    assert page.locator("#status").is_visible() and "Found" in page.locator("#status").inner_text()
+    assert page.locator("#citations-box").is_hidden() and page.locator("#verdict").is_hidden()
+    assert page.locator("#disclaimer").is_visible()
+
+    generator.release.set()
+    page.wait_for_selector("#result:not([aria-busy]) #citations li", timeout=60_000)
+    assert page.locator("#answer-text .sentence").count() == 2
+    assert page.locator("#citations li").count() == 2
+    assert page.locator("#verdict").is_visible() and page.locator("#verdict-value").inner_text() == "no"
+    assert page.locator("#generator").inner_text() == "Written by: gated-test-model"
+    assert page.locator("#answer-disclaimer").inner_text() == DISCLAIMER
+    assert page.locator("#status").is_hidden() and page.locator("#error").is_hidden()
+    context.close()
+
+
+def test_an_error_in_the_stream_is_shown_with_its_request_id(browser: Any, gated: Any) -> None:
+    _generator, base = gated
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(base + "/")
+    _ask(page, "Does metformin reduce cancer incidence in type 2 diabetes despite a server failure?")
+    assert page.locator("#error").is_visible() and page.locator("#result").is_hidden()
+    assert "refused the connection" in page.locator("#error-message").inner_text()
+    assert page.locator("#error-id").inner_text().startswith("Request id: ")
+    context.close()
+
+
+def _sse(*events: tuple[str, Any]) -> str:
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+
+
+def _stream_of(answer: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The events the server sends for ``answer``: retrieved, a sentence each, then the answer."""
+    events: list[tuple[str, Any]] = [("retrieved", answer["trace"])]
+    for sentence in answer["sentences"]:
+        cited = [c for c in answer["citations"] if c["number"] in sentence["citations"]]
+        events.append(("sentence", {**sentence, "cited": cited}))
+    return [*events, ("answer", answer)]
+
+
+@pytest.mark.parametrize("cut", ["ends-without-answer", "torn-event", "connection-reset"])
+def test_a_cut_stream_shows_an_error_never_a_shorter_answer(page: Any, library: Library, cut: str) -> None:
+    """The server's stream stops after a sentence (the connection dropped, the server stopped): the page
+    says so and shows none of the partial answer."""
+    events = _stream_of(library.ask(QUESTION).to_dict())[:-1]  # everything but the answer
+    body = _sse(*events)
+    if cut == "torn-event":
+        body += 'event: answer\ndata: {"question": "Does metf'
+
+    def reply(route: Any) -> None:
+        if cut == "connection-reset":
+            route.abort("connectionreset")
+        else:
+            route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+    page.route("**/ask", reply)
+    _ask(page, QUESTION)
+    assert page.locator("#error").is_visible() and page.locator("#result").is_hidden()
+    message = page.locator("#error-message").inner_text()
+    if cut == "connection-reset":
+        assert "could not be reached" in message
+    else:
+        assert "stopped before it was complete" in message
+    assert page.locator("#answer-text .sentence").count() == 0  # nothing partial is left on the page
+    assert page.locator("#disclaimer").is_visible()
+
+
+def test_verdict_stances_notes_and_study_details_are_shown(page: Any, library: Library) -> None:
+    """An answer with the fields of the answers issue (verdict and its basis, the stances of the cited
+    studies, notes, focus; per citation stance, design and sample size), shown as text."""
+    answer = library.ask(QUESTION).to_dict()
+    answer.update(
+        verdict="uncertain",
+        verdict_basis="the stances of the cited studies",
+        stance_summary="1 meta-analysis for, 1 RCT against",
+        stances={"supports": 1, "contradicts": 1, "unclear": 0},
+        notes=['Population: <img id="injected-note" src="x"> [2] studies adults only.'],
+        focus={
+            "intervention": ["metformin"],
+            "population": ["children"],
+            "outcome": [],
+            "missing": ["children"],
+        },
+    )
+    for citation in answer["citations"]:
+        rct = citation["pmid"] == 202
+        citation.update(
+            stance="contradicts" if rct else "supports",
+            design="RCT" if rct else "meta-analysis",
+            sample_size=3000 if rct else None,
+        )
+    page.route(
+        "**/ask",
+        lambda route: route.fulfill(
+            status=200, headers={"Content-Type": "text/event-stream"}, body=_sse(*_stream_of(answer))
+        ),
+    )
+    _ask(page, QUESTION)
+    assert page.locator("#verdict").inner_text() == "Verdict: uncertain (the stances of the cited studies)"
+    assert page.locator("#verdict").get_attribute("data-verdict") == "uncertain"
+    assert page.locator("#stances").is_visible()
+    assert (
+        page.locator("#stance-for").inner_text() == "1"
+        and page.locator("#stance-against").inner_text() == "1"
+    )
+    assert page.locator("#stance-unclear").inner_text() == "0"
+    assert page.locator("#stance-summary").inner_text() == "1 meta-analysis for, 1 RCT against"
+    notes = page.locator("#notes li").all_inner_texts()
+    assert notes[0].startswith('Population: <img id="injected-note" src="x"> [2]')
+    assert notes[1] == "No retrieved article studies: children."
+    assert page.locator("#injected-note").count() == 0
+    rct = page.locator("#citations li", has_text="randomized controlled trial")
+    assert rct.locator(".badge-design").inner_text() == "RCT"
+    assert rct.locator(".sample-size").inner_text() == "n = 3,000"
+    assert rct.locator(".badge-stance").inner_text() == "contradicts"
+    meta = page.locator("#citations li", has_text="meta-analysis").first
+    assert (
+        meta.locator(".badge-stance").inner_text() == "supports" and meta.locator(".sample-size").count() == 0
+    )
+    assert page.locator("#generator").inner_text() == "Written by: extractive"
+    assert page.locator("#answer-disclaimer").inner_text() == DISCLAIMER
+
+
+def test_an_older_answer_without_those_fields_shows_none_of_them(page: Any) -> None:
+    _ask(page, QUESTION)
+    assert page.locator("#citations li").count() >= 1
+    for hidden in ("#stances", "#notes-box", "#verdict"):
+        assert page.locator(hidden).is_hidden()
+    assert page.locator("#citations .badge-stance").count() == 0

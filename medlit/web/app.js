@@ -1,10 +1,17 @@
-// The medlit page: sends the question to POST /ask and shows the verified answer.
+// The medlit page: sends the question to POST /ask as a stream of server-sent events and shows each
+// sentence as soon as the server has verified its citations, then the whole answer (citations, verdict,
+// the stances of the cited studies, notes). A stream that stops before its `answer` (or `error`) event is
+// shown as an error, never as a shorter answer.
 // Everything that comes from the server is put on the page as text (textContent), never as HTML.
 "use strict";
 
 (function () {
   const $ = (id) => document.getElementById(id);
   const TOKEN_KEY = "medlit-token";
+  const CUT =
+    "The answer stopped before it was complete (the connection dropped or the server stopped): " +
+    "nothing partial is shown. Ask again.";
+  const STANCES = { supports: "supports", contradicts: "contradicts", unclear: "unclear" };
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -38,7 +45,7 @@
     if (to !== null) filters.year_max = to;
     const question = $("question").value.trim();
     if (!question) throw new Error("Type a question first.");
-    return { question: question, filters: filters };
+    return { question: question, filters: filters, stream: true };
   }
 
   function hideAll() {
@@ -52,6 +59,7 @@
 
   function showError(message, requestId) {
     hideAll();
+    clearResult();
     $("error-message").textContent = message;
     $("error-id").textContent = requestId ? "Request id: " + requestId : "";
     $("error").hidden = false;
@@ -83,6 +91,17 @@
     const rank = Number(c.evidence_rank);
     if (Number.isInteger(rank)) level.dataset.rank = String(rank);
     meta.append(level);
+    if (c.design) meta.append(el("span", "badge badge-design", c.design));
+    const size = Number(c.sample_size);
+    if (c.sample_size !== null && c.sample_size !== undefined && Number.isSafeInteger(size) && size > 0) {
+      meta.append(el("span", "sample-size", "n = " + size.toLocaleString("en")));
+    }
+    const stance = STANCES[c.stance];
+    if (stance) {
+      const badge = el("span", "badge badge-stance", stance);
+      badge.dataset.stance = stance;
+      meta.append(badge);
+    }
     meta.append(el("span", "pmid", "PMID " + c.pmid));
     li.append(meta);
     if (c.quote) li.append(el("blockquote", "quote", c.quote));
@@ -104,24 +123,68 @@
     return span;
   }
 
-  function showAnswer(answer) {
-    hideAll();
-    const trace = answer.trace || {};
-    $("insufficient").hidden = !answer.abstained;
+  function stanceCounts(stances) {
+    if (!stances || typeof stances !== "object") return null;
+    const count = (key) => (Number.isSafeInteger(Number(stances[key])) ? Number(stances[key]) : 0);
+    const counts = { supports: count("supports"), contradicts: count("contradicts"), unclear: count("unclear") };
+    return counts.supports + counts.contradicts + counts.unclear > 0 ? counts : null;
+  }
+
+  function notesOf(answer) {
+    const notes = (Array.isArray(answer.notes) ? answer.notes : []).map(String).filter((n) => n.trim());
+    const focus = answer.focus;
+    if (focus && Array.isArray(focus.missing) && focus.missing.length) {
+      const missing = focus.missing.map(String).join(", ");
+      if (!notes.some((n) => n.includes(missing))) notes.push("No retrieved article studies: " + missing + ".");
+    }
+    return notes;
+  }
+
+  function clearResult() {
     $("answer-text").replaceChildren();
     $("citations").replaceChildren();
-    $("verdict").hidden = true;
-    $("citations-box").hidden = true;
-    $("retracted-warning").hidden = true;
-    $("removed").hidden = true;
+    $("notes").replaceChildren();
+    for (const id of ["insufficient", "verdict", "stances", "notes-box", "citations-box", "retracted-warning", "removed"]) {
+      $(id).hidden = true;
+    }
+    $("generator").textContent = "";
+    $("searched").textContent = "";
+    $("answer-disclaimer").textContent = "";
+    $("result").removeAttribute("aria-busy");
+  }
+
+  function showSearched(trace) {
+    trace = trace || {};
+    $("searched").textContent =
+      "Searched " + (trace.hits ?? 0) + " articles (" + (trace.mode || "hybrid") + ", k=" + (trace.k ?? "") + ").";
+  }
+
+  function showAnswer(answer) {
+    hideAll();
+    clearResult();
     if (answer.abstained) {
       $("insufficient-title").textContent = answer.answer;
       $("insufficient-reason").textContent = answer.reason || "";
-    } else {
-      if (answer.verdict) {
-        $("verdict").textContent = "Verdict: " + answer.verdict;
-        $("verdict").hidden = false;
-      }
+      $("insufficient").hidden = false;
+    }
+    if (answer.verdict) {
+      $("verdict-value").textContent = answer.verdict;
+      $("verdict-basis").textContent = answer.verdict_basis ? " (" + answer.verdict_basis + ")" : "";
+      $("verdict").dataset.verdict = String(answer.verdict);
+      $("verdict").hidden = false;
+    }
+    const counts = stanceCounts(answer.stances);
+    if (counts || answer.stance_summary) {
+      $("stance-for").textContent = counts ? String(counts.supports) : "–";
+      $("stance-against").textContent = counts ? String(counts.contradicts) : "–";
+      $("stance-unclear").textContent = counts ? String(counts.unclear) : "–";
+      $("stance-summary").textContent = answer.stance_summary || "";
+      $("stances").hidden = false;
+    }
+    const notes = notesOf(answer);
+    for (const note of notes) $("notes").append(el("li", "", note));
+    $("notes-box").hidden = notes.length === 0;
+    if (!answer.abstained) {
       for (const s of answer.sentences || []) $("answer-text").append(sentenceNode(s));
       const citations = answer.citations || [];
       for (const c of citations) $("citations").append(citationItem(c));
@@ -133,10 +196,97 @@
         $("removed").hidden = false;
       }
     }
-    $("searched").textContent =
-      "Searched " + (trace.hits ?? 0) + " articles (" + (trace.mode || "hybrid") + ", k=" + (trace.k ?? "") + ").";
-    $("answer-disclaimer").textContent = answer.disclaimer || "";
+    if (answer.generator) $("generator").textContent = "Written by: " + answer.generator;
+    showSearched(answer.trace);
+    $("answer-disclaimer").textContent = answer.disclaimer || $("disclaimer").textContent;
     $("result").hidden = false;
+  }
+
+  // ----- the stream ---------------------------------------------------------------------------------
+
+  function parseEvent(block) {
+    let name = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith(":")) continue; // a comment (keep-alive)
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") name = value;
+      else if (field === "data") data.push(value);
+    }
+    if (!data.length) return null;
+    return { event: name, data: JSON.parse(data.join("\n")) };
+  }
+
+  // Reads server-sent events from a fetch response and hands each to onEvent; resolves when the stream
+  // ends, rejects when the connection drops or an event cannot be read.
+  async function readEvents(response, onEvent) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
+      buffer = buffer.replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const event = parseEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+        if (event && onEvent(event) === false) {
+          await reader.cancel();
+          return;
+        }
+      }
+      if (done) return;
+    }
+  }
+
+  function onEventFor(state) {
+    return (event) => {
+      const data = event.data || {};
+      if (event.event === "retrieved") {
+        showStatus(
+          "Found " + (data.hits ?? 0) + " articles. Writing the answer: each sentence appears once its " +
+            "citations are checked…",
+        );
+        showSearched(data);
+      } else if (event.event === "sentence") {
+        $("answer-disclaimer").textContent = $("disclaimer").textContent;
+        $("answer-text").append(sentenceNode(data));
+        $("result").setAttribute("aria-busy", "true");
+        $("result").hidden = false;
+      } else if (event.event === "answer") {
+        if (typeof data.answer !== "string" || typeof data.abstained !== "boolean") {
+          state.failed = { message: "The server sent an answer this page cannot read." };
+        } else {
+          state.answer = data;
+        }
+        return false;
+      } else if (event.event === "error") {
+        state.failed = { message: data.message || "The answer failed.", requestId: data.request_id };
+        return false;
+      }
+      return true;
+    };
+  }
+
+  async function showFailure(response) {
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (_) {
+      data = null;
+    }
+    let message = (data && data.message) || "The server answered " + response.status + ".";
+    if (response.status === 401) {
+      $("token-box").open = true;
+      message = "This server needs an access token: enter it under \u201cAccess token\u201d and ask again.";
+    } else if (response.status === 429) {
+      message = "Too many requests: try again in " + (response.headers.get("Retry-After") || "a few") + " s.";
+    }
+    showError(message, data && data.request_id);
   }
 
   async function ask(event) {
@@ -148,37 +298,43 @@
       showError(err.message);
       return;
     }
-    const headers = { "Content-Type": "application/json", Accept: "application/json" };
+    const headers = { "Content-Type": "application/json", Accept: "text/event-stream" };
     const token = $("token").value.trim();
     if (token) {
       headers.Authorization = "Bearer " + token;
       sessionStorage.setItem(TOKEN_KEY, token);
     }
     hideAll();
-    showStatus("Searching the library and checking every citation…");
+    clearResult();
+    showStatus("Searching the library…");
     $("submit").disabled = true;
+    let response;
     try {
-      const response = await fetch("/ask", { method: "POST", headers: headers, body: JSON.stringify(body) });
-      let data = null;
       try {
-        data = await response.json();
-      } catch (_) {
-        data = null;
-      }
-      if (response.ok && data) {
-        showAnswer(data);
+        response = await fetch("/ask", { method: "POST", headers: headers, body: JSON.stringify(body) });
+      } catch (err) {
+        showError("The server could not be reached (" + err.message + ").");
         return;
       }
-      let message = (data && data.message) || "The server answered " + response.status + ".";
-      if (response.status === 401) {
-        $("token-box").open = true;
-        message = "This server needs an access token: enter it under \u201cAccess token\u201d and ask again.";
-      } else if (response.status === 429) {
-        message = "Too many requests: try again in " + (response.headers.get("Retry-After") || "a few") + " s.";
+      const type = response.headers.get("Content-Type") || "";
+      if (response.ok && type.startsWith("application/json")) {
+        const answer = await response.json(); // a server that answers in one piece
+        showAnswer(answer);
+        return;
       }
-      showError(message, data && data.request_id);
-    } catch (err) {
-      showError("The server could not be reached (" + err.message + ").");
+      if (!response.ok || !type.startsWith("text/event-stream")) {
+        await showFailure(response);
+        return;
+      }
+      const state = { answer: null, failed: null };
+      try {
+        await readEvents(response, onEventFor(state));
+      } catch (_) {
+        state.failed = state.failed || { message: CUT };
+      }
+      if (state.answer) showAnswer(state.answer);
+      else if (state.failed) showError(state.failed.message, state.failed.requestId);
+      else showError(CUT); // the stream ended without its answer
     } finally {
       $("submit").disabled = false;
     }
