@@ -232,7 +232,8 @@ def _filters_line(answer: dict[str, Any]) -> str | None:
 def _sentence(sentence: dict[str, Any]) -> tuple[str, bool]:
     """(the sentence with its [n] marks, supported?)"""
     numbers = [int(n) for n in sentence.get("citations") or []]
-    text = with_marks(str(sentence.get("text", "")), numbers)
+    inline = [int(n) for n in sentence.get("inline") or []]  # already written inside the sentence
+    text = with_marks(str(sentence.get("text", "")), numbers, inline)
     if not sentence.get("supported", True):
         text += f" (unsupported: {sentence.get('note') or 'no cited abstract supports it'})"
     return text, bool(sentence.get("supported", True))

@@ -111,7 +111,9 @@
   function sentenceNode(s) {
     const span = el("span", s.supported ? "sentence" : "sentence unsupported");
     span.append(document.createTextNode(s.text));
+    const inline = new Set((s.inline || []).map(Number)); // already written inside the sentence
     for (const n of s.citations || []) {
+      if (inline.has(Number(n))) continue;
       const mark = el("a", "mark", "[" + Number(n) + "]");
       mark.href = "#cite-" + Number(n);
       span.append(" ", mark);
