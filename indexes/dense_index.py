@@ -225,6 +225,17 @@ class DenseIndex:
         """Embed only new or changed articles and remove deleted ones (builds when there is no index)."""
         return self._sync(rebuild=self.manifest() is None, kind=None, progress=progress)
 
+    def pending(self) -> int:
+        """How many articles an ``update`` would embed now (new or changed; all of them without an index)."""
+        if self.manifest() is None:
+            return len(self._embeddable())
+        row = self.store.conn.execute(
+            "SELECT count(*) FROM articles a LEFT JOIN index_entries e ON e.name = ? AND e.pmid = a.pmid "
+            f"WHERE {EMBEDDABLE} AND (e.pmid IS NULL OR e.content_hash != a.content_hash)",
+            (NAME,),
+        ).fetchone()
+        return int(row[0])
+
     def _sync(self, *, rebuild: bool, kind: str | None, progress: bool) -> IndexReport:
         import time
 

@@ -13,6 +13,7 @@ from foundation.errors import InputError, MedlitError
 from foundation.settings import AnswerSettings, Settings
 from indexes.embedder import FakeEmbedder
 from indexes.hit import Filters
+from indexes.lexical_index import LexicalIndex
 from ingest.run import ingest_jsonl
 from ingest.store import Store
 from medlit.cli import cli
@@ -298,7 +299,9 @@ PRIVATE = (
 def test_medical_query_keeps_only_medical_terms(settings: Settings, corpus: Path) -> None:
     with Store.open(settings) as store:
         ingest_jsonl(store, corpus)
-        built = medical_query(PRIVATE, store.conn)
+        lexical = LexicalIndex(store, settings)
+        lexical.update(progress=False)
+        built = medical_query(PRIVATE, store.conn, lexical.document_frequency)
     assert built.terms[:5] == ["metformin", "cancer", "incidence", '"type 2"', "diabetes"]
     for private in ("John", "Smithers", "00482913", "1962", "555", "7733", "example", "smithers"):
         assert private.lower() not in built.query.lower()
