@@ -203,7 +203,9 @@ def refresh_from_pubmed(
     from indexes.lexical_index import LexicalIndex
     from ingest.run import ingest_pubmed
 
-    built = medical_query(question, store.conn, LexicalIndex(store, settings).document_frequency)
+    lexical = LexicalIndex(store, settings)
+    lexical.update(progress=False)  # the library's vocabulary, current (it also serves the answer's BM25)
+    built = medical_query(question, store.conn, lexical.document_frequency)
     report = ingest_pubmed(
         store,
         settings,
@@ -212,7 +214,7 @@ def refresh_from_pubmed(
         progress=False,
         transport=transport,
     )
-    LexicalIndex(store, settings).update(progress=False)
+    lexical.update(progress=False)
     index = DenseIndex(store, settings, embedder=embedder)
     index_report = index.update(progress=False)
     return {

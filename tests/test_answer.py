@@ -94,6 +94,7 @@ def answerer(settings: Settings, corpus: Path):
     store = Store.open(settings)
     ingest_jsonl(store, corpus)
     answerer = Answerer(store, settings, embedder=FakeEmbedder(64), generator=ExtractiveGenerator())
+    answerer.searcher.lexical.build(progress=False)
     answerer.searcher.dense.build(progress=False)
     yield answerer
     store.close()
@@ -193,6 +194,7 @@ def test_instruction_in_an_abstract_is_never_evidence(settings: Settings, tmp_pa
     with Store.open(settings) as store:
         ingest_jsonl(store, path)
         answerer = Answerer(store, settings, embedder=FakeEmbedder(64), generator=ExtractiveGenerator())
+        answerer.searcher.lexical.build(progress=False)
         answerer.searcher.dense.build(progress=False)
         answer = answerer.ask(QUESTION)
         quoted = " ".join(s.text for s in answer.sentences) + " ".join(c.quote for c in answer.citations)

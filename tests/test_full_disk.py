@@ -28,6 +28,7 @@ from foundation.errors import LibraryError
 from foundation.settings import Settings
 from indexes.dense_index import DenseIndex
 from indexes.embedder import FakeEmbedder
+from indexes.index_set import IndexSet
 from indexes.search import Searcher
 from ingest.run import ingest_files, ingest_jsonl
 from ingest.store import Store
@@ -164,7 +165,7 @@ def test_sqlite_full_rolls_back_the_batch_and_keeps_the_library(tmp_path: Path) 
     settings = Settings(home=tmp_path / "home")
     with Store.open(settings) as store:
         ingest_files(store, [SMALL], progress=False, workers=False)
-        DenseIndex(store, settings, embedder=FakeEmbedder(64)).build(progress=False)
+        IndexSet(store, settings, embedder=FakeEmbedder(64)).build(progress=False)
     before = library_of(settings.home)
     with Store.open(settings) as store:
         pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
