@@ -25,6 +25,7 @@ Progress on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -48,6 +49,7 @@ from indexes.embedder import load_embedder
 from indexes.evaluation import read_questions
 from indexes.lexical_index import LexicalIndex
 from indexes.search import Searcher
+from indexes.vector_index import VectorIndex, recall_at_k
 from ingest.run import ingest_files
 from ingest.store import Store
 
@@ -122,11 +124,18 @@ class ReplicatedVectors:
         self.citations = citations
         self.name = f"replicated-{model.name}"
         self.dimension = int(base.shape[1])
+        self.seconds = 0.0  # spent making document vectors (what a real model's embedding would be)
 
     def embed_documents(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for row, text in enumerate(texts):
-            pmid = int(text)
+        started = time.perf_counter()
+        try:
+            return self._vectors([int(text) for text in texts])
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _vectors(self, pmids: list[int]) -> np.ndarray:
+        out = np.empty((len(pmids), self.dimension), dtype=np.float32)
+        for row, pmid in enumerate(pmids):
             ordinal = pmid % 10**8
             rng = np.random.default_rng(pmid)
             vector = self.base[ordinal % len(self.base)] + rng.standard_normal(self.dimension).astype(
@@ -181,6 +190,47 @@ def timed(searcher: Searcher, questions: list[str], mode: str) -> dict[str, floa
     return {"p50_ms": round(statistics.median(times), 2), "p99_ms": round(percentile(times, 99), 2)}
 
 
+@contextlib.contextmanager
+def timing(cls: type, name: str, spent: dict[str, float]) -> Any:
+    """Add the seconds spent in ``cls.name`` to ``spent[name]`` while inside."""
+    real = getattr(cls, name)
+
+    def timed_call(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            spent[name] += time.perf_counter() - started
+
+    setattr(cls, name, timed_call)
+    try:
+        yield
+    finally:
+        setattr(cls, name, real)
+
+
+def recall_vs_exact(
+    dense: DenseIndex, embedder: ReplicatedVectors, questions: list[str], store: Store
+) -> float:
+    """Recall@10 of the served index against exact inner-product search over the same vectors."""
+    import faiss
+
+    vindex = dense.load()
+    if vindex.kind == "flat":
+        return 1.0
+    pmids = [
+        r[0] for r in store.conn.execute("SELECT pmid FROM articles WHERE title != '' OR has_abstract = 1")
+    ]
+    exact = faiss.IndexFlatIP(embedder.dimension)
+    for start in range(0, len(pmids), 100_000):
+        exact.add(embedder._vectors(pmids[start : start + 100_000]))
+    queries = np.stack([embedder.embed_query(q) for q in questions]).astype(np.float32)
+    _scores, rows = exact.search(queries, 10)
+    truth = np.asarray(pmids, dtype=np.int64)[rows] << 8
+    _s, found = vindex.search(queries, 10)
+    return round(recall_at_k(found, truth, 10), 4)
+
+
 def folder_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -217,9 +267,19 @@ def run_size(
 
         log(f"{size:,}: dense index")
         embedder = ReplicatedVectors(model, base, len(citations))
-        started = time.perf_counter()
-        dense = BenchDenseIndex(store, settings, embedder=embedder).build(kind=args.kind, progress=False)
-        result["dense_build_s"] = round(time.perf_counter() - started, 1)
+        spent = {"add": 0.0, "save": 0.0}
+        with timing(VectorIndex, "add", spent), timing(VectorIndex, "save", spent):
+            started = time.perf_counter()
+            dense = BenchDenseIndex(store, settings, embedder=embedder).build(kind=args.kind, progress=False)
+            result["dense_build_s"] = round(time.perf_counter() - started, 1)
+        result["dense_build_parts_s"] = {
+            "vectors": round(embedder.seconds, 1),
+            "faiss_add": round(spent["add"], 1),
+            "save_and_sha256": round(spent["save"], 1),
+            "rest (library reads, manifest)": round(
+                result["dense_build_s"] - embedder.seconds - spent["add"] - spent["save"], 1
+            ),
+        }
         result["dense_kind"] = dense.kind
         manifest = BenchDenseIndex(store, settings, embedder=embedder).manifest()
         result["dense_bytes_per_article"] = round(folder_bytes(settings.index_dir / manifest.file) / articles)
@@ -231,6 +291,7 @@ def run_size(
         result["load_during_search"] = os.getloadavg()[0]
         for mode in ("bm25", "dense", "hybrid"):
             result[mode] = timed(searcher, questions, mode)
+        result["dense_recall_at_10_vs_exact"] = recall_vs_exact(searcher.dense, embedder, questions, store)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result["parse_children_peak_rss_mb"] = round(
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -262,7 +323,10 @@ def main() -> None:
     settings = Settings(home=args.workdir / "model-home")
     model = load_embedder("default", backend="onnx", cache_dir=settings.model_cache)
     base = base_vectors(model, citations, args.base_vectors, args.workdir / f"base-{args.base_vectors}.npy")
-    for size in (int(s) for s in args.sizes.split(",")):
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if any(size % PER_FILE for size in sizes):
+        raise SystemExit(f"sizes must be multiples of {PER_FILE:,} (the files are shared between sizes)")
+    for size in sizes:
         result = run_size(size, args, citations, model, base)
         print(json.dumps(result), flush=True)
 

@@ -210,3 +210,25 @@ def test_verify_hashes_every_file(home: Path) -> None:
     verify = medlit(home, "index", "verify", "--only", "lexical", "--json")
     assert verify.exit_code == 1
     assert any("does not match its checksum" in p for p in json.loads(verify.stdout)["lexical"]["problems"])
+
+
+def test_a_reader_that_read_the_manifest_just_before_a_commit_opens_the_new_index(
+    library: tuple[Store, Settings],
+) -> None:
+    """A reader reads the manifest, another process commits a newer index and removes the directory it
+    named, then the reader opens that directory: it opens the one the library names now."""
+    store, settings = library
+    LexicalIndex(store, settings).build(progress=False)
+    stale = LexicalIndex(store, settings).manifest()
+    store.apply([article(9, "Heparin")], run_id=store.start_run("t", {}), origin="t")
+    LexicalIndex(store, settings).update(progress=False)
+    assert not (settings.index_dir / stale.file).exists()
+
+    class ReadJustBeforeTheCommit(LexicalIndex):
+        reads = 0
+
+        def manifest(self):  # type: ignore[no-untyped-def]
+            self.reads += 1
+            return stale if self.reads == 1 else super().manifest()
+
+    assert found(ReadJustBeforeTheCommit(store, settings), "heparin") == {9}
