@@ -23,6 +23,7 @@ from foundation.clock import now
 from foundation.errors import LibraryError, MedlitError
 from foundation.settings import Settings
 from indexes.passages import document_text, passages, pmids_of, vector_ids
+from ingest.record_codec import decode
 from ingest.store import Store
 
 NAME = "dense"
@@ -208,7 +209,8 @@ class DenseIndex:
         rows = self.store.select_in(
             "SELECT pmid, content_hash, title, abstract FROM articles WHERE pmid IN ({ids})", pmids, chunk=500
         )
-        for pmid, digest, title, abstract in rows:
+        for pmid, digest, title, stored_abstract in rows:
+            abstract = decode(stored_abstract)
             if cfg.passages:
                 texts = passages(title, abstract, words=cfg.passage_words, overlap=cfg.passage_overlap)
             else:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -47,6 +48,7 @@ from foundation.progress import progress_bar
 from foundation.settings import Settings
 from indexes.hit import Filters
 from indexes.lexical import query_terms
+from ingest.record_codec import decode
 from ingest.store import Store
 
 NAME = "lexical"
@@ -57,6 +59,7 @@ ANALYZER_NAME = "medlit_en"
 _LOCKS = (".tantivy-writer.lock", ".tantivy-meta.lock")
 _WRITER_HEAP = 192_000_000  # bytes tantivy buffers before it writes a segment (fewer segments to merge)
 _CHUNK = 2000  # articles read from the library at once
+_IO_TROUBLE = re.compile(r"IO error|\bIo[({ ]|os error \d+|StorageFull|No space left|File too large")
 
 
 def _tantivy() -> Any:
@@ -428,6 +431,7 @@ class LexicalIndex:
                 doc = t.Document()
                 doc.add_unsigned("pmid", pmid)
                 doc.add_unsigned("content", content_key(digest))
+                abstract = decode(abstract)
                 doc.add_text("text", f"{title}\n{abstract}" if abstract else title)
                 if year is not None:
                     doc.add_integer("year", int(year))
@@ -491,6 +495,14 @@ class LexicalIndex:
             manifest = self._manifest_of(path, report.count, old)
             report.bytes = sum(size for size, _d in manifest.files.values())
             self._commit(manifest, added, remove, replace_all=old is None)
+        except (OSError, ValueError) as exc:  # tantivy's I/O errors come as ValueError
+            shutil.rmtree(path, ignore_errors=True)
+            if isinstance(exc, ValueError) and not _IO_TROUBLE.search(str(exc)):
+                raise
+            reason = _os_reason(exc)
+            raise LibraryError(
+                f"cannot write the index files of {path} ({reason}): the index in service is unchanged"
+            ) from None
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -659,6 +671,15 @@ def _link_copy(source: Path, target: Path) -> None:
             os.link(entry, target / entry.name)
         except OSError:
             shutil.copy2(entry, target / entry.name)
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The operating system's reason in an OSError or in tantivy's "... 'File too large (os error 27)'"."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    match = re.search(r"([A-Z][^'\"]*?) \(os error \d+\)", text) or re.search(r'message: "([^"]+)"', text)
+    return match.group(1) if match else text.strip()[-200:]
 
 
 def _sha256(path: Path) -> str:

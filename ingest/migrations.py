@@ -195,23 +195,25 @@ def _lexical_index_beside_the_library(db: Database) -> None:
 
 @migration("008_compressed_records")
 def _compressed_records(db: Database) -> None:
-    """``record`` stored zstd-compressed with medlit's record dictionary (``ingest/record_codec.py``):
-    ~2.6 KB of JSON becomes ~650 bytes. The content hashes (of the JSON) stay, so no index goes stale.
-    The freed pages are reused by later writes; ``VACUUM`` returns them to the file system at once."""
+    """``record`` and ``abstract`` stored zstd-compressed with medlit's record dictionary
+    (``ingest/record_codec.py``): ~2.6 KB of JSON becomes ~650 bytes, an ~800-character abstract ~400. The
+    content hashes (of the JSON) stay, so no index goes stale. The freed pages are reused by later writes;
+    ``VACUUM`` returns them to the file system at once."""
     from ingest.record_codec import encode
 
     conn = db.conn
     last = 0
     while True:
         rows = conn.execute(
-            "SELECT pmid, record FROM articles WHERE pmid > ? AND typeof(record) = 'text' "
+            "SELECT pmid, record, abstract FROM articles WHERE pmid > ? AND typeof(record) = 'text' "
             "ORDER BY pmid LIMIT 2000",
             (last,),
         ).fetchall()
         if not rows:
             return
         conn.executemany(
-            "UPDATE articles SET record = ? WHERE pmid = ?", [(encode(record), pmid) for pmid, record in rows]
+            "UPDATE articles SET record = ?, abstract = ? WHERE pmid = ?",
+            [(encode(record), encode(abstract) if abstract else "", pmid) for pmid, record, abstract in rows],
         )
         last = rows[-1][0]
 

@@ -1,4 +1,4 @@
-"""The stored form of an article's ``record`` JSON: zstd with a dictionary trained on PubMed records.
+"""The stored form of a record's JSON and of its abstract: zstd with a dictionary trained on PubMed records.
 
 ``record`` is the faithful copy of an ``Article`` (authors and their affiliations, MeSH, links), read only to
 show, export or hydrate a search hit; what filters and search read lives in columns. A record of ~2.6 KB

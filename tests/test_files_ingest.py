@@ -516,10 +516,10 @@ def test_store_get_returns_the_parsed_article(store: Store) -> None:
     imaging = store.get(29963580)
     assert imaging is not None and "Xe129\N{THIN SPACE}MRI" in imaging.abstract
     # Stored as UTF-8 text, not \\u escapes, in both the record (once decompressed) and the search columns.
-    stored, abstract = store.conn.execute(
+    stored, stored_abstract = store.conn.execute(
         "SELECT record, abstract FROM articles WHERE pmid = 30108519"
     ).fetchone()
-    record = decode(stored)
+    record, abstract = decode(stored), decode(stored_abstract)
     assert "±" in record and "\\u00b1" not in record
     assert "±" in abstract
     assert 30108519 in fts(store, "consanguinity") | fts(store, "blood relationship")
