@@ -85,7 +85,8 @@ def perturbed(citation: bytes, copy: int, ordinal: int) -> bytes:
 
     def drop(match: re.Match[bytes]) -> bytes:
         words = match.group(2).split(b" ")
-        kept = [w for w in words if rng.random() >= 0.05] or words[:1]
+        # a word holding markup (<i>, &amp;) stays: dropping half a tag would break the XML
+        kept = [w for w in words if b"<" in w or b">" in w or b"&" in w or rng.random() >= 0.05] or words[:1]
         return match.group(1) + b" ".join(kept) + match.group(3)
 
     return _TEXT.sub(drop, out)
@@ -251,6 +252,8 @@ def run_size(
         started = time.perf_counter()
         report = ingest_files(store, files, batch_size=settings.ingest_batch_size, progress=False)
         result["ingest_s"] = round(time.perf_counter() - started, 1)
+        if report.status != "done":
+            raise SystemExit(f"ingest {report.status}: {report.error}")
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         articles = store.count()
         result["articles"] = articles
