@@ -23,6 +23,7 @@ from foundation.clock import now
 from foundation.errors import LibraryError, MedlitError
 from foundation.settings import Settings
 from indexes.passages import document_text, passages, pmids_of, vector_ids
+from ingest.record_codec import decode
 from ingest.store import Store
 
 NAME = "dense"
@@ -208,7 +209,8 @@ class DenseIndex:
         rows = self.store.select_in(
             "SELECT pmid, content_hash, title, abstract FROM articles WHERE pmid IN ({ids})", pmids, chunk=500
         )
-        for pmid, digest, title, abstract in rows:
+        for pmid, digest, title, stored_abstract in rows:
+            abstract = decode(stored_abstract)
             if cfg.passages:
                 texts = passages(title, abstract, words=cfg.passage_words, overlap=cfg.passage_overlap)
             else:
@@ -224,6 +226,17 @@ class DenseIndex:
     def update(self, *, progress: bool = True) -> IndexReport:
         """Embed only new or changed articles and remove deleted ones (builds when there is no index)."""
         return self._sync(rebuild=self.manifest() is None, kind=None, progress=progress)
+
+    def pending(self) -> int:
+        """How many articles an ``update`` would embed now (new or changed; all of them without an index)."""
+        if self.manifest() is None:
+            return len(self._embeddable())
+        row = self.store.conn.execute(
+            "SELECT count(*) FROM articles a LEFT JOIN index_entries e ON e.name = ? AND e.pmid = a.pmid "
+            f"WHERE {EMBEDDABLE} AND (e.pmid IS NULL OR e.content_hash != a.content_hash)",
+            (NAME,),
+        ).fetchone()
+        return int(row[0])
 
     def _sync(self, *, rebuild: bool, kind: str | None, progress: bool) -> IndexReport:
         import time

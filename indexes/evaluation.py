@@ -167,9 +167,13 @@ def eval_library(
                 _say(progress, f"ingesting {len(distractors)} distractor file(s)")
                 ingest_files(store, distractors, progress=progress)
             searcher = Searcher(store, local, embedder=embedder)
+            lexical = searcher.lexical.update(progress=progress)  # incremental when --keep reuses a library
+            _say(progress, f"lexical index: {lexical.added:,} articles indexed, {lexical.count:,} in all")
             if dense:
-                _say(progress, f"embedding {store.count():,} articles with {searcher.dense.embedder.name}")
-                searcher.dense.update(progress=progress)  # incremental when --keep reuses a library
+                name = searcher.dense.embedder.name
+                todo = searcher.dense.pending()
+                _say(progress, f"embedding {todo:,} new or changed articles with {name}")
+                searcher.dense.update(progress=progress)
             yield searcher
 
 

@@ -1,17 +1,14 @@
-"""BM25 over title + abstract with the library's FTS5 table, filters applied in SQL.
+"""How a question becomes lexical search terms, and the filters as SQL (for the dense side).
 
-A question becomes an FTS5 OR-query of quoted terms (``to_fts_query``): stopwords and question words go,
-biomedical tokens stay whole ("COVID-19", "IL-6", "5-HT" are phrases to FTS5, so "COVID-19" also finds
+A question becomes its search terms (``query_terms``): stopwords and question words go, biomedical tokens
+stay whole ("COVID-19", "IL-6", "5-HT" become phrases once analysed, so "COVID-19" also finds
 "COVID 19"), and a bare number or letter makes a phrase with the word before it, which stays a term too
-("type" OR "type 2", "vitamin" OR "vitamin d"); alone it would match everywhere, so it is not a term.
-Porter stemming and diacritic folding are FTS5's (the table's tokenizer), so "trials" finds "trial".
-
-Scores are ``-bm25(articles_fts, title_weight, abstract_weight)``: higher is better; a title match counts
-twice an abstract match by default (the best weight on BioASQ questions whose articles have titles).
+("type" and "type 2", "vitamin" and "vitamin d"); alone it would match everywhere, so it is not a term.
+The lexical index (``indexes.lexical_index``) OR-s them into one BM25 query.
 
 The same filters serve the dense search: ``filter_sql`` is the WHERE fragment over ``articles a``,
 ``allowed_pmids`` the explicit PMIDs it allows when a filter is active (for a FAISS ``IDSelectorBatch``)
-and ``retracted_pmids`` the ones to drop otherwise.
+and ``retracted_pmids`` the ones to drop otherwise. The lexical index applies them inside tantivy.
 """
 
 from __future__ import annotations
@@ -22,14 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from foundation.errors import InputError
 from indexes.hit import Filters
 
-TITLE_WEIGHT = 2.0
-ABSTRACT_WEIGHT = 1.0
 MAX_TERMS = 64  # a pasted abstract still makes a bounded query
 
-# English stopwords (NLTK's list) and the words questions are made of; FTS5 would match them everywhere.
+# English stopwords (NLTK's list) and the words questions are made of; BM25 would match them everywhere.
 STOPWORDS = frozenset(
     """
     a about above after again against all am an and any are aren as at be because been before being below
@@ -49,7 +43,7 @@ _TOKEN = re.compile(r"[^\W_]+(?:-[^\W_]+)*")  # words, hyphenated compounds kept
 _MODIFIER = re.compile(r"^(?:\d+(?:\.\d+)?|[^\W\d_])$")  # a bare number or a single letter
 
 
-def _terms(question: str) -> list[str]:
+def query_terms(question: str) -> list[str]:
     """The question's search terms, lowercased, in order, without repeats."""
     terms: list[str] = []
     previous_kept = False
@@ -66,17 +60,6 @@ def _terms(question: str) -> list[str]:
         terms.append(token)
         previous_kept = True
     return list(dict.fromkeys(terms))[:MAX_TERMS]
-
-
-def to_fts_query(question: str) -> str | None:
-    """An FTS5 query for a natural-language question: its terms, each quoted, joined by OR.
-
-    None when nothing searchable remains (only stopwords, punctuation or bare numbers).
-    """
-    terms = _terms(question)
-    if not terms:
-        return None
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
 def filter_sql(filters: Filters | None) -> tuple[str, list[Any]]:
@@ -132,72 +115,6 @@ def retracted_pmids(conn: sqlite3.Connection) -> np.ndarray:
     """The sorted PMIDs of retracted articles (int64)."""
     rows = conn.execute("SELECT pmid FROM articles WHERE retracted = 1 ORDER BY pmid")
     return np.fromiter((row[0] for row in rows), dtype=np.int64)
-
-
-class LexicalIndex:
-    """BM25 search of the library's ``articles_fts`` table (nothing to build: triggers keep it current)."""
-
-    def __init__(
-        self,
-        conn: sqlite3.Connection,
-        *,
-        title_weight: float = TITLE_WEIGHT,
-        abstract_weight: float = ABSTRACT_WEIGHT,
-    ) -> None:
-        self.conn = conn
-        self.weights = (float(title_weight), float(abstract_weight))
-        configured = conn.execute("SELECT v FROM articles_fts_config WHERE k = 'rank'").fetchone()
-        self._fast = configured is not None and configured[0] == (
-            f"bm25({self.weights[0]:.1f}, {self.weights[1]:.1f})"
-        )
-
-    def search(self, question: str, k: int, *, filters: Filters | None = None) -> list[tuple[int, float]]:
-        """The ``k`` best (pmid, score) for a question, best first; score = -bm25, higher is better."""
-        query = to_fts_query(question)
-        if query is None or k <= 0:
-            return []
-        if self._fast and (filters is None or not filters.active):
-            found = self._search_ranked(
-                query, k, include_retracted=bool(filters and filters.include_retracted)
-            )
-            if found is not None:
-                return found
-        where, params = filter_sql(filters)
-        sql = (
-            "SELECT articles_fts.rowid, -bm25(articles_fts, ?, ?) AS score FROM articles_fts "
-            "JOIN articles a ON a.pmid = articles_fts.rowid "
-            f"WHERE articles_fts MATCH ? AND {where} ORDER BY score DESC, articles_fts.rowid LIMIT ?"
-        )
-        rows = self._match(sql, [*self.weights, query, *params, int(k)])
-        return [(int(pmid), float(score)) for pmid, score in rows]
-
-    def _search_ranked(
-        self, query: str, k: int, *, include_retracted: bool
-    ) -> list[tuple[int, float]] | None:
-        """FTS5's ``ORDER BY rank LIMIT`` (about 2x faster than sorting bm25() over a join), then drop the
-        retracted; None when too many of the top were retracted to fill k (the caller takes the slow path)."""
-        limit = k if include_retracted else k + 20
-        rows = self._match(
-            "SELECT f.rowid, -f.rank, a.retracted FROM (SELECT rowid, rank FROM articles_fts "
-            "WHERE articles_fts MATCH ? ORDER BY rank LIMIT ?) f JOIN articles a ON a.pmid = f.rowid "
-            "ORDER BY f.rank, f.rowid",
-            [query, limit],
-        )
-        kept = [
-            (int(pmid), float(score)) for pmid, score, retracted in rows if include_retracted or not retracted
-        ]
-        if len(kept) < k and len(rows) == limit:
-            return None
-        return kept[:k]
-
-    def _match(self, sql: str, params: list[Any]) -> list[Any]:
-        """Run an FTS5 MATCH query; a query FTS5 cannot parse is the user's question, not a crash."""
-        try:
-            return self.conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "fts5" in str(exc).lower():
-                raise InputError(f"the question cannot be searched as text ({exc})") from None
-            raise
 
 
 def _marks(values: list[str]) -> str:

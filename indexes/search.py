@@ -1,7 +1,7 @@
-"""Search the library: dense (FAISS), lexical (BM25 over FTS5) or hybrid (reciprocal-rank fusion).
+"""Search the library: dense (FAISS), lexical (BM25 in tantivy) or hybrid (reciprocal-rank fusion).
 
 Filters (years, publication types, MeSH, language; retracted articles excluded unless asked for) hold in
-every mode: lexical applies them in SQL, dense inside FAISS through an id selector.
+every mode: lexical applies them inside tantivy's query, dense inside FAISS through an id selector.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from foundation.errors import InputError
 from foundation.settings import Settings, get_settings
 from indexes.dense_index import DenseIndex
 from indexes.hit import Filters, Hit
-from indexes.lexical import LexicalIndex, allowed_pmids, retracted_pmids
+from indexes.lexical import allowed_pmids, retracted_pmids
+from indexes.lexical_index import LexicalIndex
 from ingest.article import Article
 from ingest.store import Store
 
@@ -63,7 +64,7 @@ class Searcher:
         self.store = store
         self.settings = settings
         self.dense = DenseIndex(store, settings, embedder=embedder)
-        self.lexical = LexicalIndex(store.conn)
+        self.lexical = LexicalIndex(store, settings)
         self.reranker = reranker
         if reranker is None and settings.index.reranker:
             self.reranker = CrossEncoderReranker(settings.index.reranker)

@@ -24,6 +24,7 @@ from foundation.errors import InputError
 from foundation.progress import progress_bar
 from foundation.settings import Settings
 from ingest.article import Record
+from ingest.inputs import require_regular_file
 from ingest.parse_worker import batches, few_collections, parse_worker, prepared_batches
 from ingest.prepared import Item
 from ingest.pubmed_xml import GZIP_MAGIC, PUBMED_ROOTS, iter_records, root_tag
@@ -48,7 +49,8 @@ def _expand(paths: Iterable[str | Path]) -> list[Path]:
         path = Path(raw)
         if path.is_dir():
             found.extend(p for p in path.iterdir() if p.is_file() and p.name.endswith(XML_SUFFIXES))
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
+            require_regular_file(path, "PubMed XML")  # a FIFO or a device would hang the read
             found.append(path)
         else:
             raise InputError(f"{path}: no such file or directory")

@@ -1,9 +1,10 @@
 """The library: ``library.db``, medlit's source of truth.
 
 SQLite in WAL mode through sqlite-utils. Articles are stored whole (the ``record`` JSON is the faithful
-``Article``) with the columns search filters need, plus side tables for publication types and MeSH, an
-FTS5 index over title + abstract written in the same transaction as the articles, ingest runs with counts
-that add up, processed files, failures with reasons and tombstones of deleted PMIDs.
+``Article``, zstd-compressed: see ``ingest.record_codec``) with the columns search filters need, plus side
+tables for publication types and MeSH, ingest runs with counts that add up, processed files, failures with
+reasons and tombstones of deleted PMIDs. The search indexes (lexical and dense) live beside the library and
+follow it through ``content_hash``: the library knows nothing of them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from foundation.errors import LibraryError
 from ingest.article import Article, Deletion, pmid_from
 from ingest.migrations import migrate
 from ingest.prepared import Item, PreparedArticle, prepare
+from ingest.record_codec import decode, encode
 
 
 @dataclass(slots=True)
@@ -80,6 +82,8 @@ class _Stored:
     version: int
     origin_rank: str | None
 
+
+PAGE_SIZE = 16384
 
 # What SQLite's result codes (the primary code, the low byte) mean to the user, who can act on them.
 _SQLITE_TROUBLE = {
@@ -174,6 +178,10 @@ class Store:
             )
             conn.library = str(self.path)
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            # A new library gets 16 KB pages: an article row is ~1.8 KB, and with SQLite's default 4 KB
+            # pages a quarter of every page stayed empty (2,750 -> 2,250 bytes an article on the demo
+            # files). It must be set before the first table; an existing library keeps its pages.
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             _wal_mode(conn, busy_timeout_ms / 1000)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -221,11 +229,11 @@ class Store:
         if pmid_from(int(pmid)) is None:  # not a PMID the library can hold (nor SQLite's INTEGER)
             return None
         row = self.conn.execute("SELECT record FROM articles WHERE pmid = ?", (int(pmid),)).fetchone()
-        return Article.from_json(row[0]) if row else None
+        return Article.from_json(decode(row[0])) if row else None
 
     def get_many(self, pmids: Iterable[int]) -> dict[int, Article]:
         rows = self.select_in("SELECT pmid, record FROM articles WHERE pmid IN ({ids})", pmids)
-        return {pmid: Article.from_json(record) for pmid, record in rows}
+        return {pmid: Article.from_json(decode(record)) for pmid, record in rows}
 
     def select_in(self, sql: str, ids: Iterable[int], chunk: int = 900) -> Iterator[tuple[Any, ...]]:
         """Rows of ``sql`` with its ``{ids}`` placeholder filled, in chunks under SQLite's variable limit."""
@@ -481,19 +489,26 @@ class Store:
                     removed.append((pmid,))
                 tomb_rows.append((pmid, origin, rank, run_id, stamp))
                 continue
-            row = (*item.columns, origin, rank, run_id, stamp, pmid)
+            columns = item.columns
+            # the record (column 11) and the abstract (column 2, read only to build the indexes) are stored
+            # compressed; compressing here, not in the parse process, keeps the parse (the slower side of
+            # ingest) as it was
+            abstract = encode(columns[2]) if columns[2] else ""
+            row = (
+                *columns[:2],
+                abstract,
+                *columns[3:11],
+                encode(columns[11]),
+                *columns[12:],
+                origin,
+                rank,
+                run_id,
+                stamp,
+                pmid,
+            )
             (updates if pmid in before else inserts).append(row)
         changed = [(pmid,) for pmid in final if pmid in before]
         conn = self.conn
-        if changed:
-            # The FTS5 index holds no text of its own (external content): a row leaves it with exactly the
-            # text it was indexed with, so before that text changes.
-            conn.execute(
-                "INSERT INTO articles_fts (articles_fts, rowid, title, abstract) "
-                "SELECT 'delete', pmid, title, abstract FROM articles "
-                "WHERE pmid IN (SELECT value FROM json_each(?))",
-                (json.dumps([pmid for (pmid,) in changed]),),
-            )
         conn.executemany("DELETE FROM article_publication_types WHERE pmid = ?", changed)
         conn.executemany("DELETE FROM article_mesh WHERE pmid = ?", changed)
         conn.executemany("DELETE FROM articles WHERE pmid = ?", removed)
@@ -511,13 +526,6 @@ class Store:
             inserts,
         )
         stored_now = [item for item in final.values() if item is not None]
-        if stored_now:
-            # one INSERT ... SELECT per batch: as cheap as FTS5's 'rebuild', and in the same transaction
-            conn.execute(
-                "INSERT INTO articles_fts (rowid, title, abstract) "
-                "SELECT pmid, title, abstract FROM articles WHERE pmid IN (SELECT value FROM json_each(?))",
-                (json.dumps([item.pmid for item in stored_now]),),
-            )
         conn.executemany("DELETE FROM deleted_articles WHERE pmid = ?", [(i.pmid,) for i in stored_now])
         conn.executemany(
             "INSERT OR IGNORE INTO article_publication_types (name, pmid) VALUES (?, ?)",

@@ -218,13 +218,25 @@ def ingest_pubmed_cmd(
 
 @cli.group()
 def index() -> None:
-    """The dense (FAISS) index over the library: build, update, verify, info."""
+    """The search indexes over the library, lexical (tantivy BM25) and dense (FAISS): build, update, verify,
+    info."""
 
 
-def _dense(obj: _Context, store: Store) -> Any:
-    from indexes.dense_index import DenseIndex
+def only_option(fn: F) -> F:
+    """--only lexical|dense|all: which index a command acts on (default: both)."""
+    return click.option(
+        "--only",
+        type=click.Choice(["all", "lexical", "dense"]),
+        default="all",
+        show_default=True,
+        help="Act on the lexical index, the dense index, or both.",
+    )(fn)
 
-    return DenseIndex(store, obj.settings)
+
+def _indexes(obj: _Context, store: Store) -> Any:
+    from indexes.index_set import IndexSet
+
+    return IndexSet(store, obj.settings)
 
 
 @index.command("build")
@@ -232,7 +244,7 @@ def _dense(obj: _Context, store: Store) -> Any:
     "--kind",
     type=click.Choice(["auto", "flat", "hnsw", "ivf_sq8", "ivf_pq"]),
     default=None,
-    help="Index type (default: the setting, 'auto' picks by size).",
+    help="Dense index type (default: the setting, 'auto' picks by size).",
 )
 @click.option(
     "--engine",
@@ -242,32 +254,41 @@ def _dense(obj: _Context, store: Store) -> Any:
     help="Embed here, or on Ray actors (GPU actors when there are GPUs; pip install 'medlit[ray]').",
 )
 @click.option("--ray-address", default=None, help="A Ray cluster to embed on (default: a local Ray).")
+@only_option
 @json_option
 @quiet_option
 @pass_context
 @_fail_cleanly
 def index_build(
-    obj: _Context, kind: str | None, engine: str, ray_address: str | None, as_json: bool, quiet: bool
+    obj: _Context,
+    kind: str | None,
+    engine: str,
+    ray_address: str | None,
+    only: str,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
-    """Embed every article with a title or abstract into a new index (the old one serves until it is done)."""
+    """Index every article with a title or abstract anew: BM25 (lexical) and embeddings (dense); the old
+    indexes serve until the new ones are complete."""
     from medlit.library import Library
 
     with Library(settings=obj.settings) as library:
         report = library.index_build(
-            kind=kind, progress=not quiet and not as_json, engine=engine, ray_address=ray_address
+            kind=kind, progress=not quiet and not as_json, engine=engine, ray_address=ray_address, only=only
         )
     _print_index_report(report, as_json)
 
 
 @index.command("update")
+@only_option
 @json_option
 @quiet_option
 @pass_context
 @_fail_cleanly
-def index_update(obj: _Context, as_json: bool, quiet: bool) -> None:
-    """Embed only new or changed articles and remove deleted ones (builds the index when there is none)."""
+def index_update(obj: _Context, only: str, as_json: bool, quiet: bool) -> None:
+    """Index only new or changed articles and remove deleted ones (builds an index when there is none)."""
     with obj.store() as store:
-        report = _dense(obj, store).update(progress=not quiet and not as_json)
+        report = _indexes(obj, store).update(only=only, progress=not quiet and not as_json)
     _print_index_report(report, as_json)
 
 
@@ -276,51 +297,71 @@ def _print_index_report(report: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data))
         return
-    click.echo(
-        f"index ({data['kind']}, {data['model']}): "
-        f"{data['articles']:,} articles in {data['vectors']:,} vectors; "
-        f"added {data['added']:,}, removed {data['removed']:,}, unchanged {data['unchanged']:,} "
-        f"in {data['seconds']} s"
-    )
+    lexical = data.get("lexical")
+    if lexical is not None:
+        click.echo(
+            f"lexical index ({lexical['engine']}): {lexical['articles']:,} articles; "
+            f"added {lexical['added']:,}, removed {lexical['removed']:,}, unchanged {lexical['unchanged']:,} "
+            f"in {lexical['seconds']} s"
+        )
+    if "kind" in data:
+        click.echo(
+            f"dense index ({data['kind']}, {data['model']}): "
+            f"{data['articles']:,} articles in {data['vectors']:,} vectors; "
+            f"added {data['added']:,}, removed {data['removed']:,}, unchanged {data['unchanged']:,} "
+            f"in {data['seconds']} s"
+        )
 
 
 @index.command("verify")
+@only_option
 @json_option
 @pass_context
 @_fail_cleanly
-def index_verify(obj: _Context, as_json: bool) -> None:
-    """Check that the index holds exactly the library's embeddable PMIDs, up to date (exit 1 otherwise)."""
+def index_verify(obj: _Context, only: str, as_json: bool) -> None:
+    """Check that each index holds exactly the library's PMIDs with a title or abstract, with their current
+    content hashes (exit 1 otherwise)."""
     with obj.store() as store:
-        report = _dense(obj, store).verify()
+        report = _indexes(obj, store).verify(only=only)
     data = report.to_dict()
     if as_json:
         click.echo(json.dumps(data))
     else:
-        state = "OK" if report.ok else "MISMATCH"
-        click.echo(
-            f"{state}: library {data['library_pmids']:,} embeddable PMIDs, index {data['index_pmids']:,}; "
-            f"missing {data['missing']:,}, extra {data['extra']:,}, stale {data['stale']:,}, "
-            f"duplicate vectors {data['duplicate_vectors']:,}"
-        )
-        for problem in data["problems"]:
-            click.echo(f"  {problem}")
+        for name, part in (("lexical", report.lexical), ("dense", report.dense)):
+            if part is None:
+                continue
+            found = part.to_dict()
+            state = "OK" if part.ok else "MISMATCH"
+            duplicates = found.get("duplicate_vectors", found.get("duplicate_documents", 0))
+            click.echo(
+                f"{name} {state}: library {found['library_pmids']:,} PMIDs, index {found['index_pmids']:,}; "
+                f"missing {found['missing']:,}, extra {found['extra']:,}, stale {found['stale']:,}, "
+                f"duplicates {duplicates:,}"
+            )
+            for problem in found["problems"]:
+                click.echo(f"  {problem}")
     if not report.ok:
         sys.exit(1)
 
 
 @index.command("info")
+@only_option
 @json_option
 @pass_context
 @_fail_cleanly
-def index_info(obj: _Context, as_json: bool) -> None:
-    """The index's manifest: model, dimension, count, kind, checksum, file and size."""
+def index_info(obj: _Context, only: str, as_json: bool) -> None:
+    """Each index's manifest: engine or model, count, kind, checksum, file and size."""
     with obj.store() as store:
-        data = _dense(obj, store).info()
+        data = _indexes(obj, store).info(only=only)
     if as_json:
         click.echo(json.dumps(data))
         return
     for key, value in data.items():
-        click.echo(f"{key}: {value}")
+        if isinstance(value, dict):
+            for inner, item in value.items():
+                click.echo(f"{key}.{inner}: {item}")
+        else:
+            click.echo(f"{key}: {value}")
 
 
 def filter_options(fn: F) -> F:

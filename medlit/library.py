@@ -187,14 +187,17 @@ class Library:
 
     # ----- index -----
 
-    def _dense(self) -> Any:
-        from indexes.dense_index import DenseIndex
+    def _indexes(self, only: str | None = None) -> Any:
+        """Both indexes (or the one ``only`` names); the embedder is loaded only when the dense one is."""
+        from indexes.index_set import IndexSet
 
-        return DenseIndex(self.store, self.settings, embedder=self.embedder)
+        embedder = self.embedder if only != "lexical" else None
+        return IndexSet(self.store, self.settings, embedder=embedder)
 
-    def index_update(self, *, progress: bool = False) -> Any:
-        """Embed what is new or changed, drop what was deleted (builds the index the first time)."""
-        return self._dense().update(progress=progress)
+    def index_update(self, *, progress: bool = False, only: str | None = None) -> Any:
+        """Index what is new or changed, drop what was deleted, in the lexical and the dense index (each built
+        the first time); ``only="lexical"`` or ``"dense"`` updates one."""
+        return self._indexes(only).update(only=only, progress=progress)
 
     def index_build(
         self,
@@ -204,19 +207,30 @@ class Library:
         engine: str = "local",
         ray_address: str | None = None,
         workers: int | None = None,
+        only: str | None = None,
     ) -> Any:
-        """A new index from every embeddable article; ``engine="ray"`` embeds on Ray actors (local Ray, or
-        the cluster at ``ray_address``), GPU actors when the cluster has GPUs."""
+        """New indexes from every article with a title or abstract (lexical, then dense; ``only`` picks one);
+        ``engine="ray"`` embeds on Ray actors (local Ray, or the cluster at ``ray_address``), GPU actors
+        when the cluster has GPUs."""
+        from indexes.index_set import IndexSetReport, parts
         from indexes.ray_embedder import build_index_on_ray, check_engine
 
-        if check_engine(engine) == "ray":
-            return build_index_on_ray(
+        ray = check_engine(engine) == "ray"
+        chosen = parts(only)
+        indexes = self._indexes("lexical" if ray or "dense" not in chosen else None)
+        report = IndexSetReport()
+        if "lexical" in chosen:
+            report.lexical = indexes.lexical.build(progress=progress)
+        if "dense" in chosen and ray:
+            report.dense = build_index_on_ray(
                 self.store, self.settings, kind=kind, progress=progress, address=ray_address, workers=workers
             )
-        return self._dense().build(kind=kind, progress=progress)
+        elif "dense" in chosen:
+            report.dense = indexes.dense.build(kind=kind, progress=progress)
+        return report
 
-    def index_verify(self) -> Any:
-        return self._dense().verify()
+    def index_verify(self, *, only: str | None = None) -> Any:
+        return self._indexes(only).verify(only=only)
 
     # ----- read -----
 

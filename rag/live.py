@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,13 +64,18 @@ class MedicalQuery:
     dropped: int  # how many words stayed on this machine (never which)
 
 
-def medical_query(question: str, conn: sqlite3.Connection | None = None) -> MedicalQuery:
-    """The PubMed query made of the question's medical terms only."""
+def medical_query(
+    question: str,
+    conn: sqlite3.Connection | None = None,
+    document_frequency: Callable[[str], int] | None = None,
+) -> MedicalQuery:
+    """The PubMed query made of the question's medical terms only; ``document_frequency`` (the lexical
+    index's) tells the words the library's titles and abstracts use."""
     text = _NAME_CUES.sub(" ", question)
     text = _IDENTIFIERS.sub(" ", text)
     tokens = _TOKEN.findall(text)
     total = len(_WORD.findall(question))
-    vocabulary = _Vocabulary(conn)
+    vocabulary = _Vocabulary(conn, document_frequency)
     terms: list[str] = []
     for position, word in enumerate(tokens):
         if " " in word or "\t" in word:  # "type 2": kept as a phrase, it qualifies the next term
@@ -161,11 +167,14 @@ def _medical_looking(word: str) -> bool:
 
 
 class _Vocabulary:
-    """Terms the library uses: words of titles + abstracts (FTS5, porter-stemmed, in ≥ 2 articles) and
-    MeSH descriptors."""
+    """Terms the library uses: words of titles + abstracts (the lexical index's, stemmed, in ≥ 2 articles)
+    and MeSH descriptors."""
 
-    def __init__(self, conn: sqlite3.Connection | None) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection | None, document_frequency: Callable[[str], int] | None
+    ) -> None:
         self.conn = conn
+        self.document_frequency = document_frequency
         self.empty = True
         if conn is not None:
             try:
@@ -176,14 +185,7 @@ class _Vocabulary:
     def knows(self, word: str) -> bool:
         if self.conn is None or self.empty:
             return False
-        try:
-            rows = self.conn.execute(
-                "SELECT count(*) FROM (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ? LIMIT 2)",
-                ('"' + word.replace('"', "") + '"',),
-            ).fetchone()[0]
-        except sqlite3.Error:
-            rows = 0
-        if rows >= 2:
+        if self.document_frequency is not None and self.document_frequency(word) >= 2:
             return True
         return (
             self.conn.execute(
@@ -198,9 +200,12 @@ def refresh_from_pubmed(
 ) -> dict[str, Any]:
     """Fetch the newest records matching the question's medical terms, store them, update the index."""
     from indexes.dense_index import DenseIndex
+    from indexes.lexical_index import LexicalIndex
     from ingest.run import ingest_pubmed
 
-    built = medical_query(question, store.conn)
+    lexical = LexicalIndex(store, settings)
+    lexical.update(progress=False)  # the library's vocabulary, current (it also serves the answer's BM25)
+    built = medical_query(question, store.conn, lexical.document_frequency)
     report = ingest_pubmed(
         store,
         settings,
@@ -209,6 +214,7 @@ def refresh_from_pubmed(
         progress=False,
         transport=transport,
     )
+    lexical.update(progress=False)
     index = DenseIndex(store, settings, embedder=embedder)
     index_report = index.update(progress=False)
     return {

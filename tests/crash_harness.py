@@ -7,13 +7,17 @@ result must equal an uninterrupted run's.
 
 - ``ingest files FILE``: after every kill the library passes ``PRAGMA integrity_check`` and holds exactly
   the file's first N records, N being the file's ``records_done`` checkpoint, with run counts that add up
-  to N (nothing counted twice, nothing lost); after the last run the articles (PMID and content hash), the
-  tombstones and the FTS5 index equal the uninterrupted run's.
-- ``index update`` (no index yet: a first build in checkpoints), ``index build`` over a complete index, and
-  ``index update`` after records changed, were added and were deleted: after every kill the served index
-  loads, its vectors are exactly its entries, without duplicates, and a dense search works; a killed
-  rebuild leaves the previous complete index served. After the last run ``medlit index verify`` passes and
-  the vectors (ids and values) equal the uninterrupted run's, with no stray file left in the index folder.
+  to N (nothing counted twice, nothing lost); after the last run the articles (PMID and content hash) and
+  the tombstones equal the uninterrupted run's.
+- ``index update`` (no index yet: a first build, the dense side in checkpoints), ``index build`` over
+  complete indexes, and ``index update`` after records changed, were added and were deleted; each runs the
+  lexical index (tantivy) first, then the dense one. After every kill the served dense index loads, its
+  vectors are exactly its entries, without duplicates, and a dense search works; the served lexical index
+  (when the library names one) loads, its documents are exactly its entries with their content hashes, and a
+  BM25 search works; a killed rebuild leaves the previous complete indexes served. After the last run
+  ``medlit index verify`` passes for both, the vectors (ids and values) and the lexical documents (PMIDs and
+  content hashes) equal the uninterrupted run's, and the index folder holds only the two indexes the
+  library names.
 
 Kills land either at a random delay (anywhere: start-up, parsing, a commit, the index write) or when the
 command's committed progress reaches a random point (mid-run for certain). Run as a module it prints the
@@ -46,7 +50,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 900.0  # a safety net for a hung command, never a measure of speed
 GRACE = 10.0  # how long a killed command's children get to notice and exit
-FTS_PROBES = ("cancer", "patients", "cell", "treatment", "blood", "children", "rats", "protein")
 INDEX_KINDS = ("first-build", "rebuild", "update")
 
 
@@ -262,30 +265,6 @@ def library_of(home: Path) -> Library:
     return Library(articles, tombstones)
 
 
-def fts_probe(home: Path) -> dict[str, list[int]]:
-    """PMIDs matching a few words: the FTS5 index as searches see it."""
-    with connect(home) as conn:
-        return {
-            word: [
-                r[0]
-                for r in conn.execute(
-                    "SELECT rowid FROM articles_fts WHERE articles_fts MATCH ? ORDER BY rowid", (word,)
-                )
-            ]
-            for word in FTS_PROBES
-        }
-
-
-def fts_integrity(home: Path) -> str:
-    """FTS5's own check of its index against the articles table ("ok" or the error)."""
-    try:
-        with connect(home) as conn:
-            conn.execute("INSERT INTO articles_fts (articles_fts, rank) VALUES ('integrity-check', 1)")
-    except sqlite3.DatabaseError as exc:
-        return str(exc)
-    return "ok"
-
-
 def run_rows(home: Path) -> list[dict[str, Any]]:
     with connect(home) as conn:
         cursor = conn.execute("SELECT * FROM runs ORDER BY id")
@@ -421,7 +400,6 @@ def crash_ingest(
     duration = run_to_end(args, environment(reference_home, **settings))
     figures.reference_seconds["ingest files"] = round(duration, 2)
     reference = library_of(reference_home)
-    reference_fts = fts_probe(reference_home)
     figures.check(reference == records.library_after(total), "the uninterrupted run differs from the file")
 
     for trial in range(trials):
@@ -463,8 +441,6 @@ def crash_ingest(
         figures.check(
             library_of(home) == reference, f"{where}: the library differs from the uninterrupted run"
         )
-        figures.check(fts_integrity(home) == "ok", f"{where}: FTS5 integrity-check: {fts_integrity(home)}")
-        figures.check(fts_probe(home) == reference_fts, f"{where}: full-text search differs")
         runs = run_rows(home)
         figures.check(all(_counts_add_up(r) for r in runs), f"{where}: run counts do not add up")
         seen = sum(r["seen"] for r in runs)
@@ -493,6 +469,17 @@ def index_content(home: Path) -> dict[int, Any]:
     return dict(zip(ids, vectors, strict=True))
 
 
+def lexical_content(home: Path) -> list[tuple[int, int]]:
+    """(PMID, content key) of every document of the lexical index the library names ([] without one)."""
+    from foundation.settings import Settings
+    from indexes.lexical_index import LexicalIndex
+    from ingest.store import Store
+
+    with Store(home / "library.db") as store:
+        lexical = LexicalIndex(store, Settings(home=home))
+        return lexical.indexed() if lexical.manifest() is not None else []
+
+
 def same_vectors(a: dict[int, Any], b: dict[int, Any]) -> bool:
     import numpy as np
 
@@ -504,9 +491,9 @@ def index_files(home: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def manifest_file(home: Path) -> str | None:
+def manifest_file(home: Path, name: str = "dense") -> str | None:
     with connect(home) as conn:
-        row = conn.execute("SELECT file FROM index_manifests WHERE name = 'dense'").fetchone()
+        row = conn.execute("SELECT file FROM index_manifests WHERE name = ?", (name,)).fetchone()
     return row[0] if row else None
 
 
@@ -541,6 +528,32 @@ def check_served_index(home: Path, figures: Figures, where: str, *, complete: bo
             hits = Searcher(store, settings, embedder=FakeEmbedder(64)).search("cancer", 5, mode="dense")
         except Exception as exc:
             figures.check(False, f"{where}: dense search failed: {type(exc).__name__}: {exc}")
+        else:
+            figures.check(all(store.get(h.pmid) is not None for h in hits), f"{where}: a hit is not stored")
+
+
+def check_served_lexical_index(home: Path, figures: Figures, where: str, *, complete: bool) -> None:
+    """The lexical index the library names loads, holds exactly its entries (PMIDs and content hashes),
+    and answers a BM25 search."""
+    from foundation.settings import Settings
+    from indexes.lexical_index import LexicalIndex
+    from indexes.search import Searcher
+    from ingest.store import Store
+
+    settings = Settings(home=home)
+    with Store(home / "library.db") as store:
+        lexical = LexicalIndex(store, settings)
+        if lexical.manifest() is None:
+            return
+        report = lexical.verify()
+        figures.check(not report.problems, f"{where}: lexical: {report.problems}")
+        figures.check(report.duplicates == 0, f"{where}: lexical: {report.duplicates} duplicate documents")
+        if complete:
+            figures.check(report.ok, f"{where}: the previous lexical index is not served: {report.to_dict()}")
+        try:
+            hits = Searcher(store, settings).search("cancer", 5, mode="bm25")
+        except Exception as exc:
+            figures.check(False, f"{where}: BM25 search failed: {type(exc).__name__}: {exc}")
         else:
             figures.check(all(store.get(h.pmid) is not None for h in hits), f"{where}: a hit is not stored")
 
@@ -602,6 +615,7 @@ def crash_index(
     commands = {"first-build": update, "rebuild": build, "update": update}
 
     references: dict[str, dict[int, Any]] = {}
+    lexical_references: dict[str, list[tuple[int, int]]] = {}
     durations: dict[str, float] = {}
     for kind in INDEX_KINDS:
         home = workdir / f"index-reference-{kind}"
@@ -609,6 +623,7 @@ def crash_index(
         durations[kind] = run_to_end(commands[kind], environment(home, **settings))
         figures.reference_seconds[kind] = round(durations[kind], 2)
         references[kind] = index_content(home)
+        lexical_references[kind] = lexical_content(home)
         shutil.rmtree(home)
     with connect(changed) as conn:
         library_size = conn.execute(
@@ -647,6 +662,7 @@ def crash_index(
             state = integrity(home)
             figures.check(state == "ok", f"{where}: integrity_check: {state}")
             check_served_index(home, figures, where, complete=kind == "rebuild")
+            check_served_lexical_index(home, figures, where, complete=kind == "rebuild")
         run_to_end(commands[kind], env)
         figures.restarts_completed += 1
         where = f"trial {trial} {kind} (final)"
@@ -664,8 +680,13 @@ def crash_index(
             same_vectors(index_content(home), references[kind]),
             f"{where}: the vectors differ from the uninterrupted run's",
         )
+        figures.check(
+            lexical_content(home) == lexical_references[kind],
+            f"{where}: the lexical documents differ from the uninterrupted run's",
+        )
         files = index_files(home)
-        figures.check(files == [manifest_file(home)], f"{where}: stray files in the index folder: {files}")
+        served = sorted([manifest_file(home), manifest_file(home, "lexical")])
+        figures.check(files == served, f"{where}: stray files in the index folder: {files}")
         shutil.rmtree(home)
     return figures
 

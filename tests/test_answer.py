@@ -13,6 +13,7 @@ from foundation.errors import InputError, MedlitError
 from foundation.settings import AnswerSettings, Settings
 from indexes.embedder import FakeEmbedder
 from indexes.hit import Filters
+from indexes.lexical_index import LexicalIndex
 from ingest.run import ingest_jsonl
 from ingest.store import Store
 from medlit.cli import cli
@@ -93,6 +94,7 @@ def answerer(settings: Settings, corpus: Path):
     store = Store.open(settings)
     ingest_jsonl(store, corpus)
     answerer = Answerer(store, settings, embedder=FakeEmbedder(64), generator=ExtractiveGenerator())
+    answerer.searcher.lexical.build(progress=False)
     answerer.searcher.dense.build(progress=False)
     yield answerer
     store.close()
@@ -192,6 +194,7 @@ def test_instruction_in_an_abstract_is_never_evidence(settings: Settings, tmp_pa
     with Store.open(settings) as store:
         ingest_jsonl(store, path)
         answerer = Answerer(store, settings, embedder=FakeEmbedder(64), generator=ExtractiveGenerator())
+        answerer.searcher.lexical.build(progress=False)
         answerer.searcher.dense.build(progress=False)
         answer = answerer.ask(QUESTION)
         quoted = " ".join(s.text for s in answer.sentences) + " ".join(c.quote for c in answer.citations)
@@ -299,7 +302,9 @@ PRIVATE = (
 def test_medical_query_keeps_only_medical_terms(settings: Settings, corpus: Path) -> None:
     with Store.open(settings) as store:
         ingest_jsonl(store, corpus)
-        built = medical_query(PRIVATE, store.conn)
+        lexical = LexicalIndex(store, settings)
+        lexical.update(progress=False)
+        built = medical_query(PRIVATE, store.conn, lexical.document_frequency)
     assert built.terms[:5] == ["metformin", "cancer", "incidence", '"type 2"', "diabetes"]
     for private in ("John", "Smithers", "00482913", "1962", "555", "7733", "example", "smithers"):
         assert private.lower() not in built.query.lower()

@@ -29,8 +29,8 @@ from pydantic import SecretStr
 
 from foundation.errors import MedlitError
 from foundation.settings import AnswerSettings, Settings
-from indexes.dense_index import DenseIndex
 from indexes.embedder import FakeEmbedder
+from indexes.index_set import IndexSet
 from ingest.run import ingest_jsonl
 from ingest.store import Store
 from medlit.cli import cli
@@ -116,7 +116,7 @@ def corpus(tmp_path: Path) -> Path:
 def store(settings: Settings, corpus: Path) -> Iterator[Store]:
     with Store.open(settings) as store:
         ingest_jsonl(store, corpus)
-        DenseIndex(store, settings, embedder=FakeEmbedder(DIMENSION)).build(progress=False)
+        IndexSet(store, settings, embedder=FakeEmbedder(DIMENSION)).build(progress=False)
         yield store
 
 

@@ -558,7 +558,8 @@ def test_index_build_on_ray_equals_the_local_build(ray_cluster: Any, library: Li
     local_hits = [h.pmid for h in library.search(QUESTION, k=3)]
 
     report = library.index_build(engine="ray", workers=2)
-    assert report.added == len(ARTICLES) and report.model == "fake-hash-64"
+    assert report.dense.added == len(ARTICLES) and report.dense.model == "fake-hash-64"
+    assert report.lexical.count == len(ARTICLES)
     dense = DenseIndex(library.store, library.settings)
     verify = dense.verify()
     assert verify.ok, verify.to_dict()

@@ -28,6 +28,8 @@ from foundation.errors import LibraryError
 from foundation.settings import Settings
 from indexes.dense_index import DenseIndex
 from indexes.embedder import FakeEmbedder
+from indexes.index_set import IndexSet
+from indexes.lexical_index import LexicalIndex
 from indexes.search import Searcher
 from ingest.run import ingest_files, ingest_jsonl
 from ingest.store import Store
@@ -101,9 +103,9 @@ def ingest(home: Path, *paths: Path) -> None:
 def update_index(home: Path) -> None:
     """``medlit index update`` as the CLI runs it (the fake embedder the settings name), then verify."""
     with Store(home / "library.db") as store:
-        dense = DenseIndex(store, settings_for(home), embedder=FakeEmbedder(64))
-        dense.update(progress=False)
-        assert dense.verify().ok
+        indexes = IndexSet(store, settings_for(home), embedder=FakeEmbedder(64))
+        indexes.update(progress=False)
+        assert indexes.verify().ok
 
 
 @pytest.fixture
@@ -134,7 +136,9 @@ def test_index_write_past_the_file_size_limit_keeps_the_index_in_service(home: P
     failed = run(home, "index", "update", fsize=64 * 1024)  # the index is ~160 KB
     assert_one_clear_error(failed, "cannot write the index file", "File too large", "unchanged")
     assert index_state(home) == (manifest, digest)
-    assert sorted(p.name for p in (home / "indexes").iterdir()) == [manifest["file"]]  # no temp file left
+    lexical = json.loads(run(home, "index", "info", "--only", "lexical", "--json").stdout)["lexical"]["file"]
+    served = sorted([manifest["file"], lexical])
+    assert sorted(p.name for p in (home / "indexes").iterdir()) == served  # no temp file left
     assert library_of(home) == library
     dense_search_works(home, fsize=64 * 1024)  # served under the same limit
     update_index(home)
@@ -164,7 +168,7 @@ def test_sqlite_full_rolls_back_the_batch_and_keeps_the_library(tmp_path: Path) 
     settings = Settings(home=tmp_path / "home")
     with Store.open(settings) as store:
         ingest_files(store, [SMALL], progress=False, workers=False)
-        DenseIndex(store, settings, embedder=FakeEmbedder(64)).build(progress=False)
+        IndexSet(store, settings, embedder=FakeEmbedder(64)).build(progress=False)
     before = library_of(settings.home)
     with Store.open(settings) as store:
         pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
@@ -239,7 +243,10 @@ def test_a_real_full_disk(small_disk: Path, tmp_path: Path) -> None:
         failed = run(home, "index", "update")
         assert_one_clear_error(failed, "cannot write the index file", "No space left on device")
         assert index_state(home) == (manifest, digest)
-        assert sorted(p.name for p in (home / "indexes").iterdir()) == [manifest["file"]]
+        with Store(home / "library.db") as store:
+            lexical = LexicalIndex(store, settings_for(home)).manifest()
+        served = sorted([manifest["file"], lexical.file])
+        assert sorted(p.name for p in (home / "indexes").iterdir()) == served  # no half-written index
 
         failed = run(home, "ingest", "files", str(SMALL))
         assert_one_clear_error(failed, "cannot use the library", "disk is full")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -396,3 +397,28 @@ def test_zlib_bomb_helper_expands_as_claimed(tmp_path: Path) -> None:
         data = out.unused_data
         out = zlib.decompressobj(31) if data else out
     assert total == 4 * MB + 2
+
+
+# ----- things that are not files ------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a FIFO and /dev/zero")
+@pytest.mark.parametrize("command", ["files", "medline", "jsonl"])
+def test_a_fifo_or_a_device_is_refused_at_once(
+    library: tuple[Path, Library], tmp_path: Path, command: str
+) -> None:
+    home, before = library
+    fifo = tmp_path / "pipe.xml"
+    os.mkfifo(fifo)
+    for path, what in ((fifo, "FIFO"), (Path("/dev/zero"), "device")):
+        # in a subprocess with a timeout: opening a FIFO or reading /dev/zero would hang, not fail
+        done = subprocess.run(
+            medlit("ingest", command, str(path)),
+            env=environment(home),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        one_error({"rc": done.returncode, "stderr": done.stderr}, str(path), what, "regular file")
+    assert library_of(home) == before

@@ -1,4 +1,5 @@
-"""BM25 over the library's FTS5 table: the query builder, ranking, and filters applied in SQL."""
+"""The lexical index (tantivy BM25): the query builder, ranking, filters inside the engine, and the same
+filters as SQL for the dense side."""
 
 from __future__ import annotations
 
@@ -8,43 +9,44 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from foundation.settings import Settings
 from indexes.hit import Filters
-from indexes.lexical import LexicalIndex, allowed_pmids, filter_sql, retracted_pmids, to_fts_query
+from indexes.lexical import allowed_pmids, filter_sql, query_terms, retracted_pmids
+from indexes.lexical_index import LexicalIndex
 from ingest.article import AbstractSection, Article, MeshHeading
 from ingest.store import Store
 
 
 @pytest.mark.parametrize(
-    ("question", "query"),
+    ("question", "terms"),
     [
-        ("What is the role of IL-6 in COVID-19?", '"role" OR "il-6" OR "covid-19"'),
+        ("What is the role of IL-6 in COVID-19?", ["role", "il-6", "covid-19"]),
         (
             "Does metformin reduce type 2 diabetes risk?",
-            '"metformin" OR "reduce" OR "type" OR "type 2" OR "diabetes" OR "risk"',
+            ["metformin", "reduce", "type", "type 2", "diabetes", "risk"],
         ),
         (
             "Is vitamin D linked to Alzheimer's disease?",
-            '"vitamin" OR "vitamin d" OR "linked" OR "alzheimer" OR "disease"',
+            ["vitamin", "vitamin d", "linked", "alzheimer", "disease"],
         ),
-        ("Which genes does SARS-CoV-2 use? Which genes?", '"genes" OR "sars-cov-2" OR "use"'),
+        ("Which genes does SARS-CoV-2 use? Which genes?", ["genes", "sars-cov-2", "use"]),
         (
             'List the "side-effects" of 5-HT3 antagonists (phase 3).',
-            '"side-effects" OR "5-ht3" OR "antagonists" OR "phase" OR "phase 3"',
+            ["side-effects", "5-ht3", "antagonists", "phase", "phase 3"],
         ),
-        ("β-blockers après infarctus", '"β-blockers" OR "après" OR "infarctus"'),
-        ("What is it?", None),
-        ("2020 3", None),
-        ('"" ** OR NEAR( AND', '"near"'),  # FTS5 syntax becomes quoted terms,
-        ("", None),
+        ("β-blockers après infarctus", ["β-blockers", "après", "infarctus"]),
+        ("What is it?", []),
+        ("2020 3", []),
+        ('"" ** OR NEAR( AND', ["near"]),  # query syntax is only words here
+        ("", []),
     ],
 )
-def test_to_fts_query(question: str, query: str | None) -> None:
-    assert to_fts_query(question) == query
+def test_query_terms(question: str, terms: list[str]) -> None:
+    assert query_terms(question) == terms
 
 
 def test_query_terms_are_bounded() -> None:
-    query = to_fts_query(" ".join(f"term{i}" for i in range(500)))
-    assert query is not None and query.count(" OR ") == 63
+    assert len(query_terms(" ".join(f"term{i}" for i in range(500)))) == 64
 
 
 def article(
@@ -97,39 +99,63 @@ ARTICLES = [
 def library(tmp_path: Path) -> Iterator[Store]:
     store = Store(tmp_path / "library.db")
     store.apply(ARTICLES, run_id=store.start_run("test", {}), origin="test")
+    LexicalIndex(store, Settings(home=tmp_path)).build(progress=False)
     yield store
     store.close()
+
+
+def lexical_of(store: Store) -> LexicalIndex:
+    return LexicalIndex(store, Settings(home=store.path.parent))
 
 
 def pmids(hits: list[tuple[int, float]]) -> list[int]:
     return [pmid for pmid, _ in hits]
 
 
-def test_title_match_ranks_first(library: Store) -> None:
-    hits = LexicalIndex(library.conn).search("metformin", 10)
-    assert pmids(hits)[0] == 1  # in the title; 2, 3 and 4 (metformine, stemmed) only mention it
+def test_bm25_ranking(library: Store) -> None:
+    hits = lexical_of(library).search("metformin", 10)
+    assert pmids(hits)[:2] == [4, 1]  # the shortest texts that name it (4: "metformine", stemmed)
     assert set(pmids(hits)) == {1, 2, 3, 4}  # 5 is retracted
     scores = [score for _, score in hits]
     assert scores == sorted(scores, reverse=True) and all(s > 0 for s in scores)
-
-
-def test_title_weight_moves_title_matches_up(library: Store) -> None:
-    question = "aspirin metformin"  # 3 has aspirin in its title; 1 has metformin in its title
-    assert pmids(LexicalIndex(library.conn, title_weight=10).search(question, 1)) == [3]
-    assert pmids(LexicalIndex(library.conn, title_weight=0.01).search(question, 3))[0] == 3
+    # every matching term adds to the score: both terms beat one
+    assert pmids(lexical_of(library).search("aspirin metformin", 1)) == [3]
 
 
 def test_nothing_searchable_or_no_k(library: Store) -> None:
-    lexical = LexicalIndex(library.conn)
+    lexical = lexical_of(library)
     assert lexical.search("What is it?", 10) == []
     assert lexical.search("metformin", 0) == []
     assert lexical.search("zzzunknownword", 10) == []
 
 
-def test_stemming_and_diacritics_come_from_fts5(library: Store) -> None:
-    lexical = LexicalIndex(library.conn)
+def test_stemming_and_diacritics(library: Store) -> None:
+    lexical = lexical_of(library)
     assert 3 in pmids(lexical.search("randomised trials", 10))
     assert pmids(lexical.search("cholesterol etude", 10)) == [4]
+
+
+def test_phrases_and_biomedical_tokens(tmp_path: Path) -> None:
+    store = Store(tmp_path / "library.db")
+    store.apply(
+        [
+            article(11, "COVID-19 in children", "Cohort."),
+            article(12, "Covid 19 vaccines", "Trial."),
+            article(13, "Children with 19 symptoms of covid", "Case series."),
+            article(14, "Type 2 diabetes", "Metformin."),
+            article(15, "Type 1 diabetes in type A personalities", "Survey."),
+        ],
+        run_id=store.start_run("test", {}),
+        origin="test",
+    )
+    lexical = LexicalIndex(store, Settings(home=tmp_path))
+    lexical.build(progress=False)
+    assert set(pmids(lexical.search("COVID-19", 10))) == {11, 12}  # a phrase: "covid 19" too, not apart
+    assert pmids(lexical.search("type 2 diabetes", 10))[0] == 14
+    assert lexical.document_frequency("diabetes") == 2
+    assert lexical.document_frequency("children") == 2
+    assert lexical.document_frequency("nowhere") == 0
+    store.close()
 
 
 @pytest.mark.parametrize(
@@ -147,7 +173,7 @@ def test_stemming_and_diacritics_come_from_fts5(library: Store) -> None:
     ],
 )
 def test_filters(library: Store, filters: Filters, expected: set[int]) -> None:
-    hits = LexicalIndex(library.conn).search("metformin", 10, filters=filters)
+    hits = lexical_of(library).search("metformin", 10, filters=filters)
     assert set(pmids(hits)) == expected
     where, params = filter_sql(filters)
     rows = library.conn.execute(f"SELECT a.pmid FROM articles a WHERE {where}", params).fetchall()
@@ -172,17 +198,13 @@ def test_allowed_and_retracted_pmids(library: Store) -> None:
     assert both is not None and both.tolist() == [2, 3, 4, 5]
 
 
-@pytest.mark.parametrize("include_retracted", [False, True])
 @pytest.mark.parametrize(
-    "question", ["metformin cancer", "stroke aspirin trial", "diabetes", "type 2 diabetes"]
+    "filters",
+    [Filters(year_min=2016), Filters(mesh=["metformin"]), Filters(languages=["eng"], year_max=2019)],
 )
-def test_rank_fast_path_gives_the_same_results(
-    library: Store, question: str, include_retracted: bool
-) -> None:
-    fast = LexicalIndex(library.conn)
-    slow = LexicalIndex(library.conn)
-    assert fast._fast  # the library's FTS5 rank is configured to the default weights by a migration
-    slow._fast = False
-    filters = Filters(include_retracted=include_retracted)
-    for k in (1, 3, 10):
-        assert fast.search(question, k, filters=filters) == slow.search(question, k, filters=filters)
+def test_filters_leave_the_order_of_what_they_let_through(library: Store, filters: Filters) -> None:
+    lexical = lexical_of(library)
+    everything = lexical.search("metformin patients diabetes", 10)
+    filtered = lexical.search("metformin patients diabetes", 10, filters=filters)
+    allowed = {pmid for pmid, _s in filtered}
+    assert filtered == [(p, s) for p, s in everything if p in allowed]  # same scores, same order

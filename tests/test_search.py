@@ -16,6 +16,7 @@ from indexes.dense_index import DenseIndex
 from indexes.embedder import FakeEmbedder
 from indexes.evaluation import mrr_at, ndcg_at, recall_at
 from indexes.hit import Filters
+from indexes.index_set import IndexSet
 from indexes.search import Searcher, fuse
 from ingest.article import Deletion
 from ingest.run import ingest_jsonl
@@ -122,6 +123,7 @@ def test_each_mode_finds_the_metformin_papers_and_hides_retracted(
     library: Store, settings: Settings, mode: str
 ) -> None:
     searcher = searcher_for(library, settings)
+    searcher.lexical.build(progress=False)
     searcher.dense.build(progress=False)
     hits = searcher.search("Does metformin reduce cancer incidence in type 2 diabetes?", 3, mode=mode)
     pmids = [h.pmid for h in hits]
@@ -136,6 +138,7 @@ def test_each_mode_finds_the_metformin_papers_and_hides_retracted(
 
 def test_hybrid_hits_carry_provenance(library: Store, settings: Settings) -> None:
     searcher = searcher_for(library, settings)
+    searcher.lexical.build(progress=False)
     searcher.dense.build(progress=False)
     hits = searcher.search("metformin cancer trial", 3)
     top = hits[0]
@@ -160,6 +163,7 @@ def test_filters_hold_in_every_mode(
     library: Store, settings: Settings, mode: str, filters: Filters, allowed: set[int]
 ) -> None:
     searcher = searcher_for(library, settings)
+    searcher.lexical.build(progress=False)
     searcher.dense.build(progress=False)
     hits = searcher.search("metformin cancer aspirin stroke statin vitamin", 10, filters, mode=mode)
     found = {h.pmid for h in hits}
@@ -199,7 +203,7 @@ def test_verify_reports_what_differs(library: Store, settings: Settings) -> None
 
 def test_verify_fails_for_an_index_of_another_model(library: Store, settings: Settings) -> None:
     """As `medlit index verify` runs it: no embedder given, the configured one (fake, 64 dimensions)."""
-    DenseIndex(library, settings, embedder=FakeEmbedder(32)).build(progress=False)
+    IndexSet(library, settings, embedder=FakeEmbedder(32)).build(progress=False)
     assert DenseIndex(library, settings, embedder=FakeEmbedder(32)).verify().ok
     check = DenseIndex(library, settings).verify()
     assert not check.ok
@@ -207,7 +211,7 @@ def test_verify_fails_for_an_index_of_another_model(library: Store, settings: Se
 
 
 def test_a_mismatched_or_damaged_index_is_refused(library: Store, settings: Settings) -> None:
-    DenseIndex(library, settings, embedder=FakeEmbedder(64)).build(progress=False)
+    IndexSet(library, settings, embedder=FakeEmbedder(64)).build(progress=False)
     with pytest.raises(LibraryError, match="built with model 'fake-hash-64'"):
         DenseIndex(library, settings, embedder=FakeEmbedder(32)).load()
     manifest = DenseIndex(library, settings).manifest()
@@ -220,11 +224,16 @@ def test_a_mismatched_or_damaged_index_is_refused(library: Store, settings: Sett
         searcher_for(library, settings).search("metformin", 3, mode="dense")
 
 
-def test_no_index_is_a_clear_error_and_bm25_still_works(library: Store, settings: Settings) -> None:
+def test_no_index_is_a_clear_error_and_each_index_serves_its_mode(library: Store, settings: Settings) -> None:
     searcher = searcher_for(library, settings)
     with pytest.raises(LibraryError, match="medlit index build"):
         searcher.search("metformin", 3, mode="hybrid")
-    assert searcher.search("metformin", 3, mode="bm25")
+    with pytest.raises(LibraryError, match="no lexical index yet: run `medlit index update`"):
+        searcher.search("metformin", 3, mode="bm25")
+    searcher.lexical.build(progress=False)
+    assert searcher.search("metformin", 3, mode="bm25")  # the lexical index alone serves BM25
+    with pytest.raises(LibraryError, match="medlit index build"):
+        searcher.search("metformin", 3, mode="dense")
 
 
 @pytest.mark.parametrize(
@@ -310,6 +319,7 @@ def test_cli_search_lists_an_article_without_title_journal_or_year_readably(
     """The BioASQ corpus holds abstracts only: no "[pmid]  ()" line."""
     corpus = write_corpus(tmp_path / "corpus.jsonl", [{"pmid": 300, "abstract": "Metformin lowers glucose."}])
     assert invoke("ingest", "jsonl", str(corpus)).exit_code == 0
+    assert invoke("index", "update", "--only", "lexical").exit_code == 0
     text = invoke("search", "metformin glucose", "--mode", "bm25").stdout
     assert " 1. [300] (untitled)\n" in text
 

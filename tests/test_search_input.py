@@ -16,9 +16,9 @@ import pytest
 
 from foundation.errors import InputError
 from foundation.settings import Settings
-from indexes.dense_index import DenseIndex
 from indexes.embedder import FakeEmbedder
 from indexes.hit import Filters
+from indexes.index_set import IndexSet
 from indexes.search import MAX_K, Searcher
 from ingest.run import ingest_jsonl
 from ingest.store import Store
@@ -48,7 +48,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, S
     corpus.write_text("".join(json.dumps(a) + "\n" for a in ARTICLES))
     with Store.open(settings) as store:
         ingest_jsonl(store, corpus)
-        DenseIndex(store, settings, embedder=FakeEmbedder(64)).build(progress=False)
+        IndexSet(store, settings, embedder=FakeEmbedder(64)).build(progress=False)
         before = library_of(home)
         yield store, Searcher(store, settings, embedder=FakeEmbedder(64))
         assert library_of(home) == before  # nothing any question did changed the library

@@ -1,4 +1,5 @@
-"""The library's own guarantees: the FTS5 index follows every write, older libraries migrate, migrations are
+"""The library's own guarantees: records stored compressed and read back whole, a failed batch leaves
+nothing, older libraries migrate (FTS5 dropped, records compressed, content hashes kept), migrations are
 recorded."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from sqlite_utils import Database
 
 from foundation.errors import LibraryError
-from ingest.article import AbstractSection, Article, Deletion
+from ingest.article import AbstractSection, Article
 from ingest.migrations import MIGRATIONS, applied, migrate
 from ingest.store import Store
 
@@ -26,102 +27,70 @@ def article(pmid: int, title: str, abstract: str) -> Article:
     return Article(pmid=pmid, title=title, abstract_sections=[AbstractSection(text=abstract)])
 
 
-def fts(store: Store, word: str) -> list[int]:
-    rows = store.conn.execute(
-        "SELECT rowid FROM articles_fts WHERE articles_fts MATCH ? ORDER BY rowid", (word,)
-    )
-    return [r[0] for r in rows]
-
-
-def triggers(store: Store) -> int:
-    return store.conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0]
-
-
-def fts_check(store: Store) -> None:
-    """FTS5's own check that the index matches the articles' text exactly."""
-    store.conn.execute("INSERT INTO articles_fts (articles_fts, rank) VALUES ('integrity-check', 1)")
-
-
-def test_fts_follows_inserts_updates_and_deletions_in_one_batch(tmp_path: Path) -> None:
+def test_records_are_stored_compressed_and_read_back_whole(tmp_path: Path) -> None:
     store = Store(tmp_path / "library.db")
-    assert triggers(store) == 0  # the writer keeps the index, one statement per batch
     run = store.start_run("test", {})
-    store.apply(
-        [article(1, "Metformin and cancer", "Cohort study."), article(2, "Aspirin", "Stroke.")],
-        run_id=run,
-        origin="a",
-        origin_rank="a",
-    )
-    assert fts(store, "metformin") == [1]
-    fts_check(store)
-    store.apply(
-        [
-            article(1, "Insulin and cancer", "Cohort study."),  # a changed record: old words leave
-            Deletion(pmids=[2]),
-            article(3, "Metformin again", "Trial."),
-            article(4, "Statins", "Meta-analysis."),
-            Deletion(pmids=[4]),  # inserted and deleted in the same batch: never indexed
-        ],
-        run_id=run,
-        origin="b",
-        origin_rank="b",
-    )
-    assert fts(store, "metformin") == [3]
-    assert fts(store, "insulin") == [1]
-    assert fts(store, "aspirin") == fts(store, "statins") == []
-    fts_check(store)
+    articles = [
+        article(1, "Metformin and cancer", "Cohort study of " + "patients with diabetes " * 40),
+        article(2, "β-blockers après infarctus", "Étude ±4.1 ml·kg-1·min-1."),
+    ]
+    store.apply(articles, run_id=run, origin="a")
+    rows = store.conn.execute("SELECT typeof(record), length(record) FROM articles ORDER BY pmid").fetchall()
+    assert [kind for kind, _n in rows] == ["blob", "blob"]
+    assert rows[0][1] < len(articles[0].to_json().encode()) / 3
+    assert store.get(1) == articles[0] and store.get(2) == articles[1]
+    assert store.get_many([2, 1]) == {1: articles[0], 2: articles[1]}
+    digest = store.conn.execute("SELECT content_hash FROM articles WHERE pmid = 2").fetchone()[0]
+    assert digest == articles[1].content_hash()  # the hash of the JSON, not of its stored form
 
 
-def test_a_failed_batch_leaves_the_index_as_it_was(tmp_path: Path) -> None:
+def test_a_damaged_record_is_one_clear_error(tmp_path: Path) -> None:
+    store = Store(tmp_path / "library.db")
+    store.apply([article(1, "Metformin", "Text.")], run_id=store.start_run("test", {}), origin="t")
+    store.conn.execute("UPDATE articles SET record = substr(record, 1, 20) WHERE pmid = 1")
+    with pytest.raises(LibraryError, match="damaged"):
+        store.get(1)
+
+
+def test_a_failed_batch_leaves_the_library_as_it_was(tmp_path: Path) -> None:
     store = Store(tmp_path / "library.db")
     run = store.start_run("test", {})
     store.apply([article(1, "Metformin", "Text.")], run_id=run, origin="t")
     with pytest.raises(RuntimeError), store.transaction():
         store.apply_in_transaction([article(2, "Metformin two", "Text.")], run_id=run, origin="t")
         raise RuntimeError("killed before the commit")
-    assert fts(store, "metformin") == [1]
-    fts_check(store)
+    assert [r[0] for r in store.conn.execute("SELECT pmid FROM articles")] == [1]
 
 
-def _old_library(path: Path, *, killed_in_bulk_load: bool) -> None:
-    """A library as medlit 0.1 before migration 005 left it: FTS5 row triggers, and perhaps a bulk load
-    it was killed in (triggers set aside, the index missing the rows loaded meanwhile)."""
+def _old_library(path: Path) -> Article:
+    """A library as medlit left it before migrations 007-008: FTS5 inside, records as JSON text."""
     conn = sqlite3.connect(path, isolation_level=None)
     db = Database(conn)
-    old = [(name, fn) for name, fn in MIGRATIONS if name < "005"]
+    old = [(name, fn) for name, fn in MIGRATIONS if name < "007"]
     with patch("ingest.migrations.MIGRATIONS", old):
         migrate(db)
+    stored = article(1, "Metformin and cancer", "Cohort.")
     conn.execute(
         "INSERT INTO articles (pmid, version, title, abstract, has_abstract, retracted, kind, record, "
-        "content_hash) VALUES (1, 1, 'Metformin and cancer', 'Cohort.', 1, 0, 'article', '{}', 'x')"
+        "content_hash) VALUES (1, 1, 'Metformin and cancer', 'Cohort.', 1, 0, 'article', ?, ?)",
+        (stored.to_json(), stored.content_hash()),
     )
-    if killed_in_bulk_load:
-        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]
-        conn.execute("INSERT INTO library_state (key, value) VALUES ('fts_triggers_set_aside', '[]')")
-        for name in names:
-            conn.execute(f'DROP TRIGGER "{name}"')
-        conn.execute(
-            "INSERT INTO articles (pmid, version, title, abstract, has_abstract, retracted, kind, record, "
-            "content_hash) VALUES (2, 1, 'Metformin in the elderly', 'Trial.', 1, 0, 'article', '{}', 'y')"
-        )
+    conn.execute("INSERT INTO articles_fts (rowid, title, abstract) VALUES (1, 'Metformin and cancer', 'x')")
     conn.close()
+    return stored
 
 
-@pytest.mark.parametrize("killed_in_bulk_load", [False, True])
-def test_an_older_library_is_migrated_to_the_writer_kept_index(
-    tmp_path: Path, killed_in_bulk_load: bool
-) -> None:
+def test_an_older_library_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "library.db"
-    _old_library(path, killed_in_bulk_load=killed_in_bulk_load)
+    stored = _old_library(path)
     store = Store(path)
-    assert triggers(store) == 0
-    assert fts(store, "metformin") == ([1, 2] if killed_in_bulk_load else [1])
-    assert store.conn.execute("SELECT count(*) FROM library_state").fetchone()[0] == 0
-    fts_check(store)
-    run = store.start_run("test", {})
-    store.apply([article(1, "Insulin", "Cohort.")], run_id=run, origin="t")
-    assert fts(store, "metformin") == ([2] if killed_in_bulk_load else [])
-    fts_check(store)
+    tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert not any(name.startswith("articles_fts") for name in tables)
+    assert store.conn.execute("SELECT typeof(record), content_hash FROM articles").fetchone() == (
+        "blob",
+        stored.content_hash(),
+    )
+    assert store.get(1) == stored
 
 
 def test_migrations_are_recorded_once(tmp_path: Path) -> None:
