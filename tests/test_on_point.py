@@ -110,6 +110,7 @@ class DrugClassEmbedder(FakeEmbedder):
 @pytest.fixture
 def extractive(store: Store) -> Answerer:
     answerer = Answerer(store, Settings(), embedder=DrugClassEmbedder(256), generator=ExtractiveGenerator())
+    answerer.searcher.lexical.build(progress=False)
     answerer.searcher.dense.build(progress=False)
     return answerer
 
@@ -196,6 +197,7 @@ def model(store: Store, fake: FakeOpenAI) -> Answerer:
     )
     settings = settings.model_copy(update={"answer": cfg})
     answerer = Answerer(store, settings, embedder=FakeEmbedder(256))
+    answerer.searcher.lexical.build(progress=False)
     answerer.searcher.dense.build(progress=False)
     return answerer
 
