@@ -51,6 +51,7 @@ _SUMMARY_CUE = re.compile(
     re.I,
 )
 SUMMARY_NOTE = "sums up the evidence the answer cites"
+ATTRIBUTED_NOTE = "cited by verification: the model gave no citation, this abstract supports it"
 
 
 @dataclass(slots=True)
@@ -125,6 +126,10 @@ def support_score(
     )
 
 
+def _consistent(support: Support) -> bool:
+    return support.numbers_ok and support.polarity_ok
+
+
 def _specific_stems(text: str) -> set[str]:
     from rag.focus import is_generic, stem, words
 
@@ -194,9 +199,9 @@ class Verifier:
         for d, v in zip(drafts, vectors, strict=True):
             index = len(self.sentences)
             checked = self._one(index, d, v)
-            if not d.pmids and checked.on_point and (index == 0 or _SUMMARY_CUE.match(d.text)):
-                self._pending[index] = (d, v)  # may rest on what the rest of the answer cites
-                checked.note = "no citation (checked against the rest of the answer at its end)"
+            if not d.pmids and not d.cited and checked.on_point:
+                self._pending[index] = (d, v)  # checked once the rest of the answer is known
+                checked.note = "no citation (checked against the evidence at the end of the answer)"
             self.sentences.append(checked)
             out.append(checked)
         return out
@@ -253,9 +258,7 @@ class Verifier:
                 self.removed.append(RemovedCitation(marker, reason, index))
                 continue
             kept.append(pmid)
-            mask = self.usable & (self.owner == pmid)
-            quote = [s for s, m in zip(self.evidence.sentences, mask, strict=True) if m][support.quote].text
-            quotes[pmid] = (support.score, quote)
+            quotes[pmid] = (support.score, self._quote(pmid, support))
         return self._settle(index, sentence, kept, quotes, best_support, on_point, why)
 
     def _refusal(self, support: Support) -> str | None:
@@ -315,39 +318,59 @@ class Verifier:
         return any(self.sentences[i] is sentence for i in self._pending)
 
     def finish(self) -> list[AnswerSentence]:
-        """Settle the uncited sentences against the articles the supported ones cite; returns them, settled
-        (supported, or not)."""
-        cited = [p for p in self.numbers]
+        """Settle the sentences the model left uncited, once the answer is complete, and return them:
+
+        - an opening or summing-up sentence may rest on the articles the rest of the answer cites (at
+          ``summary_threshold``): it is cited to those that support it;
+        - any other (or one those do not support) is cited to the one shown article that supports it at the
+          full ``support_threshold`` — a citation found by verification, said so in its note;
+        - otherwise it stays unsupported."""
+        cited = list(self.numbers)
+        shown = list((self.evidence.shown or {}).values()) or [s.pmid for s in self.evidence.on_point()]
         settled = []
         for index, (draft, vector) in sorted(self._pending.items()):
             kept: list[int] = []
             quotes: dict[int, tuple[float, str]] = {}
             best: float | None = None
-            for pmid in cited:
-                support = self._supports(pmid, draft.text, vector)
-                if support is None:
-                    continue
-                best = support.score if best is None else max(best, support.score)
-                if (
-                    max(support.score, support.single) >= self.summary_threshold
-                    and support.numbers_ok
-                    and support.polarity_ok
-                ):
-                    kept.append(pmid)
+            note = None
+            if index == 0 or _SUMMARY_CUE.match(draft.text):
+                for pmid in cited:
+                    support = self._supports(pmid, draft.text, vector)
+                    if support is None:
+                        continue
+                    best = support.score if best is None else max(best, support.score)
+                    if max(support.score, support.single) >= self.summary_threshold and _consistent(support):
+                        kept.append(pmid)
+                note = SUMMARY_NOTE if kept else None
+            if not kept:
+                found = []
+                for pmid in shown:
+                    support = self._supports(pmid, draft.text, vector)
+                    if support is not None:
+                        best = support.score if best is None else max(best, support.score)
+                        if self._refusal(support) is None:
+                            found.append((support.score, pmid, support))
+                if found:
+                    score, pmid, support = max(found, key=lambda f: f[0])
+                    kept = [pmid]
+                    quotes[pmid] = (score, self._quote(pmid, support))
+                    note = ATTRIBUTED_NOTE
             if kept:
                 sentence = self._settle(index, draft, kept, quotes, best, True, None)
-                sentence.note = SUMMARY_NOTE
-                self.sentences[index] = sentence
-                settled.append(sentence)
+                sentence.note = note
             else:
-                self.sentences[index].note = (
-                    "no citation, and the articles the answer cites don't support it"
-                    if cited
-                    else "no citation"
+                sentence = self.sentences[index]
+                sentence.note = (
+                    "no citation, and no retrieved abstract supports it" if best else "no citation"
                 )
-                settled.append(self.sentences[index])
+            self.sentences[index] = sentence
+            settled.append(sentence)
         self._pending.clear()
         return settled
+
+    def _quote(self, pmid: int, support: Support) -> str:
+        mask = self.usable & (self.owner == pmid)
+        return [s for s, m in zip(self.evidence.sentences, mask, strict=True) if m][support.quote].text
 
     def citation(self, pmid: int) -> Citation:
         source = self.by_pmid[pmid]
@@ -432,7 +455,15 @@ def _parse(
         inline = [resolve(group, index) for group in marked.inline]
         trailing = resolve(marked.trailing, index)
         pmids = [p for group in inline for p in group] + trailing
-        drafts.append(DraftSentence(text=marked.text(), pmids=pmids, inline=inline, template=marked.template))
+        drafts.append(
+            DraftSentence(
+                text=marked.text(),
+                pmids=pmids,
+                inline=inline,
+                template=marked.template,
+                cited=bool(marked.markers),
+            )
+        )
     return drafts
 
 

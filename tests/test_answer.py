@@ -383,7 +383,7 @@ def test_stream_sends_each_sentence_only_once_verified(answerer: Answerer) -> No
     first, second, third = (e["data"] for e in events[1:4])
     assert first["supported"] and first["cited"][0]["pmid"] == 201 and first["citations"] == [1]
     assert not second["supported"] and second["citations"] == [] and second["cited"] == []
-    assert not third["supported"] and third["note"] == "no citation"
+    assert not third["supported"] and third["note"] == "no citation, and no retrieved abstract supports it"
     final = events[-1]["data"]
     assert final["verdict"] == "yes" and [c["pmid"] for c in final["citations"]] == [201]
     assert {r["marker"] for r in final["removed_citations"]} >= {"PMID 99999999"}

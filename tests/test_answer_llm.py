@@ -209,20 +209,31 @@ def test_out_of_range_source_numbers_are_removed_and_reported(answerer, fake: Fa
 # ----- 3, 7: nothing verifiable: abstain --------------------------------------------------------------------
 
 
-def test_an_answer_without_citations_abstains(answerer, fake: FakeOpenAI) -> None:
+def test_an_uncited_sentence_is_cited_by_verification_when_an_abstract_supports_it(
+    answerer, fake: FakeOpenAI
+) -> None:
     fake.script(
         "Metformin reduces cancer incidence in adults with type 2 diabetes. "
         "A randomized trial found no effect on overall cancer incidence."
     )
     answer = answerer().ask(QUESTION)
 
-    assert answer.abstained and answer.text == INSUFFICIENT and answer.citations == []
-    assert answer.reason == "no sentence of the generated answer is supported by a retrieved abstract"
-    assert [s.note for s in answer.sentences] == ["no citation"]
+    assert not answer.abstained and [c.pmid for c in answer.citations] == [501]
+    (sentence,) = answer.sentences
+    assert sentence.supported and sentence.citations == [1]
+    assert sentence.note == "cited by verification: the model gave no citation, this abstract supports it"
     # the second names neither the question's subject nor an article about it: it is set aside
     assert [s.note for s in answer.off_point] == [
         "not about metformin: neither it nor the articles it cites are"
     ]
+
+
+def test_an_uncited_answer_no_abstract_supports_abstains(answerer, fake: FakeOpenAI) -> None:
+    fake.script("Metformin cures every cancer within a week.", "Metformin cures every cancer within a week.")
+    answer = answerer().ask(QUESTION)
+    assert answer.abstained and answer.text == INSUFFICIENT and answer.citations == []
+    assert answer.reason == "no sentence of the generated answer is supported by a retrieved abstract"
+    assert [s.note for s in answer.sentences] == ["no citation, and no retrieved abstract supports it"]
     assert INSUFFICIENT in answer.to_text() and "Reason: no sentence" in answer.to_text()
 
 

@@ -284,4 +284,5 @@ def test_an_uncited_claim_in_the_middle_is_not_covered_by_the_rest(model: Answer
         )
     )
     answer = model.ask(ELDERLY, k=3)
-    assert answer.sentences[1].supported is False and answer.sentences[1].note == "no citation"
+    assert answer.sentences[1].supported is False
+    assert answer.sentences[1].note == "no citation, and no retrieved abstract supports it"
