@@ -1,0 +1,181 @@
+"""The reranker's training pairs: BioASQ-style question files (relevant PMIDs are positives; hard negatives
+are the library's own BM25 and dense top-k minus the relevant ones) and a systematic reviewer's screening CSV
+(``question,pmid,label`` with include/exclude), mapped onto the same ``PairExample``s.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from foundation.errors import InputError
+from foundation.progress import progress_bar
+from indexes.evaluation import question_records
+from indexes.hit import Filters, Hit
+from indexes.reranking import document_text
+from indexes.search import Searcher
+from indexes.training import PairExample, file_digest
+
+# ----- training pairs ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class LabelledQuestion:
+    """One question with its judged articles: relevant PMIDs (positives) and, when known, judged-irrelevant
+    ones (a screening's excludes)."""
+
+    key: str
+    text: str
+    relevant: set[int]
+    irrelevant: set[int]
+    source: str
+
+
+def read_question_files(paths: Sequence[str | Path], batches: Sequence[str] = ()) -> list[LabelledQuestion]:
+    """BioASQ-style JSONL (question, relevant_pmids; optional id, batch). ``batches`` keeps only those."""
+    questions: list[LabelledQuestion] = []
+    wanted = {b.strip() for b in batches if b.strip()}
+    for path in paths:
+        for item, text, relevant in question_records(path):
+            if not relevant or (wanted and str(item.get("batch", "")) not in wanted):
+                continue
+            key = str(item.get("id") or text)
+            questions.append(LabelledQuestion(key, text, relevant, set(), str(path)))
+    return questions
+
+
+_INCLUDE = {"include", "included", "1", "yes", "relevant", "true"}
+_EXCLUDE = {"exclude", "excluded", "0", "no", "irrelevant", "false"}
+
+
+def read_screening_csv(path: str | Path) -> list[LabelledQuestion]:
+    """A screening export: columns ``question``, ``pmid``, ``label`` (include/exclude; also included/excluded,
+    1/0, yes/no). One question per distinct question text; a bad row is one clear error with its line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such screening file")
+    by_question: dict[str, LabelledQuestion] = {}
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            fields = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
+            missing = [name for name in ("question", "pmid", "label") if name not in fields]
+            if missing:
+                raise InputError(
+                    f"{path}: a screening CSV needs the columns question, pmid, label (missing: "
+                    f"{', '.join(missing)})"
+                )
+            for line, row in enumerate(reader, start=2):
+                question = (row.get(fields["question"]) or "").strip()
+                pmid_text = (row.get(fields["pmid"]) or "").strip()
+                label = (row.get(fields["label"]) or "").strip().lower()
+                if not question and not pmid_text and not label:
+                    continue
+                if not question:
+                    raise InputError(f"{path}:{line}: empty question")
+                if not pmid_text.isdigit() or int(pmid_text) < 1:
+                    raise InputError(f"{path}:{line}: pmid {pmid_text[:20]!r} is not a PubMed id")
+                if label not in _INCLUDE | _EXCLUDE:
+                    raise InputError(f"{path}:{line}: label {label[:20]!r} is not include or exclude")
+                entry = by_question.setdefault(
+                    question, LabelledQuestion(f"screening:{question}", question, set(), set(), str(path))
+                )
+                (entry.relevant if label in _INCLUDE else entry.irrelevant).add(int(pmid_text))
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text (a screening CSV was expected)") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
+    questions = [q for q in by_question.values() if q.relevant or q.irrelevant]
+    if not questions:
+        raise InputError(f"{path}: no screening decisions")
+    return questions
+
+
+def reranker_examples(
+    searcher: Searcher,
+    questions: Sequence[LabelledQuestion],
+    *,
+    negatives: int = 6,
+    positives: int = 6,
+    depth: int = 30,
+    progress: bool = True,
+) -> tuple[list[PairExample], dict[str, Any]]:
+    """Training pairs for the reranker, with counts for the manifest.
+
+    For each question: up to ``positives`` relevant articles found in the library (label 1), its judged
+    excludes (label 0), and ``negatives`` hard negatives mined alternately from the BM25 and the dense top
+    ``depth`` (minus the relevant and the judged ones): what the reranker must learn to push down.
+    """
+    store = searcher.store
+    examples: list[PairExample] = []
+    missing = 0
+    mined = 0
+    judged_negatives = 0
+    used = 0
+    unfiltered = Filters(include_retracted=True)
+    with progress_bar(len(questions), "mining hard negatives", "question", progress) as bar:
+        for question in questions:
+            bar.update(1)
+            judged = question.relevant | question.irrelevant
+            articles = store.get_many(sorted(judged))
+            missing += len(judged) - len(articles)
+            present = [p for p in sorted(question.relevant) if p in articles and _has_text(articles[p])]
+            pairs: list[PairExample] = []
+            for pmid in present[:positives]:
+                article = articles[pmid]
+                pairs.append(
+                    PairExample(
+                        question.key, question.text, document_text(article.title, article.abstract), 1
+                    )
+                )
+            for pmid in sorted(question.irrelevant):
+                if pmid in articles and _has_text(articles[pmid]):
+                    article = articles[pmid]
+                    pairs.append(
+                        PairExample(
+                            question.key, question.text, document_text(article.title, article.abstract), 0
+                        )
+                    )
+                    judged_negatives += 1
+            lists = [
+                [h for h in searcher.search(question.text, depth, unfiltered, mode) if h.pmid not in judged]
+                for mode in ("bm25", "dense")
+            ]
+            chosen: dict[int, Hit] = {}
+            for rank in range(depth):
+                for ranked in lists:
+                    if rank < len(ranked) and len(chosen) < negatives and _has_text_hit(ranked[rank]):
+                        chosen.setdefault(ranked[rank].pmid, ranked[rank])
+            for hit in chosen.values():
+                pairs.append(
+                    PairExample(question.key, question.text, document_text(hit.title, hit.abstract), 0)
+                )
+            mined += len(chosen)
+            if any(p.label == 1 for p in pairs):
+                examples.extend(pairs)
+                used += 1
+    sources = sorted({q.source for q in questions})
+    summary = {
+        "sources": [{"file": source, "sha256": file_digest(Path(source))} for source in sources],
+        "questions_read": len(questions),
+        "questions_used": used,
+        "judged_pmids_missing_from_library": missing,
+        "mined_negatives": mined,
+        "judged_negatives": judged_negatives,
+        "negatives_per_question": negatives,
+        "positives_per_question": positives,
+        "mining_depth": depth,
+        "library_articles": store.count(),
+    }
+    return examples, summary
+
+
+def _has_text(article: Any) -> bool:
+    return bool((article.title or "").strip() or (article.abstract or "").strip())
+
+
+def _has_text_hit(hit: Hit) -> bool:
+    return bool(hit.title.strip() or hit.abstract.strip())
