@@ -146,8 +146,8 @@ class AnswerSettings(BaseModel):
     verdict_model: str | None = Field(
         None,
         description="A verdict classifier trained by `medlit train verdict` (a directory, or the JSON "
-        "file of the linear head): yes / no / uncertain without an LLM. Unset: $MEDLIT_HOME/models/verdict when it "
-        "exists; 'none': off.",
+        "file of the linear head): yes / no / uncertain without an LLM. Unset: "
+        "$MEDLIT_HOME/models/verdict (or verdict.json) when it exists; 'none': off.",
     )
     support_model: str | None = Field(
         None,
