@@ -179,3 +179,56 @@ def _has_text(article: Any) -> bool:
 
 def _has_text_hit(hit: Hit) -> bool:
     return bool(hit.title.strip() or hit.abstract.strip())
+
+
+def train_reranker(
+    settings: Any,
+    *,
+    out: str | Path,
+    question_files: Sequence[str | Path] = (),
+    screening_files: Sequence[str | Path] = (),
+    batches: Sequence[str] = (),
+    base: str | Path | None = None,
+    recipe: Any = None,
+    negatives: int = 6,
+    engine: str = "local",
+    ray_address: str | None = None,
+    progress: bool = True,
+) -> Any:
+    """``medlit train reranker``: pairs from the question files and screening CSVs, mined against the
+    library of ``settings``, fine-tuned into ``out`` (see ``indexes.training.train_pair_classifier``)."""
+    from indexes.training import train_pair_classifier
+    from ingest.store import Store
+
+    if not question_files and not screening_files:
+        raise InputError("give labelled questions: --questions FILE.jsonl and/or --screening FILE.csv")
+    questions = read_question_files(question_files, batches) if question_files else []
+    for path in screening_files:
+        questions += read_screening_csv(path)
+    if not questions:
+        raise InputError("no question with relevant PMIDs in the given files (and batches)")
+    plain = settings.model_copy(update={"index": settings.index.model_copy(update={"reranker": "none"})})
+    with Store.open(plain) as store:
+        if store.count() == 0:
+            raise InputError(
+                f"the library {plain.library_path} is empty: ingest the articles the questions refer to first"
+            )
+        searcher = Searcher(store, plain)
+        examples, summary = reranker_examples(searcher, questions, negatives=negatives, progress=progress)
+    if not examples:
+        raise InputError(
+            "none of the relevant PMIDs is in the library: ingest the articles the questions refer to first"
+        )
+    summary["batches"] = list(batches)
+    summary["embedder"] = searcher.dense.embedder.name
+    return train_pair_classifier(
+        "reranker",
+        examples,
+        out=out,
+        base=base,
+        recipe=recipe,
+        data=summary,
+        engine=engine,
+        ray_address=ray_address,
+        progress=progress,
+    )
