@@ -34,13 +34,22 @@ class LabelledQuestion:
     source: str
 
 
+def batch_matches(batch: object, wanted: Sequence[str]) -> bool:
+    """True when no batch is wanted, or ``batch`` is one of them or a numbered part of one ('7B' → '7B3')."""
+    wanted = [w.strip() for w in wanted if w.strip()]
+    if not wanted:
+        return True
+    name = str(batch or "")
+    return any(name == w or (name.startswith(w) and name[len(w) :].isdigit()) for w in wanted)
+
+
 def read_question_files(paths: Sequence[str | Path], batches: Sequence[str] = ()) -> list[LabelledQuestion]:
-    """BioASQ-style JSONL (question, relevant_pmids; optional id, batch). ``batches`` keeps only those."""
+    """BioASQ-style JSONL (question, relevant_pmids; optional id, batch). ``batches`` keeps only those
+    ('7B' keeps 7B1 ... 7B5)."""
     questions: list[LabelledQuestion] = []
-    wanted = {b.strip() for b in batches if b.strip()}
     for path in paths:
         for item, text, relevant in question_records(path):
-            if not relevant or (wanted and str(item.get("batch", "")) not in wanted):
+            if not relevant or not batch_matches(item.get("batch"), batches):
                 continue
             key = str(item.get("id") or text)
             questions.append(LabelledQuestion(key, text, relevant, set(), str(path)))

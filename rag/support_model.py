@@ -29,6 +29,7 @@ from foundation.errors import InputError
 from foundation.progress import progress_bar
 from indexes.hit import Filters
 from indexes.pair_model import PairClassifier
+from indexes.reranker_data import batch_matches
 from indexes.training import PairExample, file_digest
 from rag.sentences import article_sentences, split_sentences
 
@@ -183,7 +184,6 @@ class SupportQuestion:
 
 def read_support_questions(paths: Sequence[str | Path], batches: Sequence[str] = ()) -> list[SupportQuestion]:
     """BioASQ-style JSONL with ``ideal_answer`` (a string or a list; the first is used) and relevant_pmids."""
-    wanted = {b.strip() for b in batches if b.strip()}
     out = []
     for path in paths:
         path = Path(path)
@@ -198,7 +198,7 @@ def read_support_questions(paths: Sequence[str | Path], batches: Sequence[str] =
                 relevant = {int(p) for p in item.get("relevant_pmids") or []}
             except (ValueError, KeyError, TypeError) as exc:
                 raise InputError(f"{path}:{number}: not a question record ({exc})") from None
-            if wanted and str(item.get("batch", "")) not in wanted:
+            if not batch_matches(item.get("batch"), batches):
                 continue
             ideal = item.get("ideal_answer")
             ideal = ideal[0] if isinstance(ideal, list) and ideal else ideal

@@ -33,6 +33,7 @@ from foundation.durable import atomic_path
 from foundation.errors import InputError
 from foundation.progress import progress_bar
 from indexes.pair_model import PairClassifier
+from indexes.reranker_data import batch_matches
 from indexes.training import PairExample, Recipe, TrainedModel, file_digest, train_pair_classifier
 from rag.generators import Evidence
 
@@ -338,7 +339,6 @@ class VerdictQuestion:
 
 def read_verdict_questions(paths: Sequence[str | Path], batches: Sequence[str] = ()) -> list[VerdictQuestion]:
     """Yes/no(/maybe) questions: PubMedQA's ``answer`` or BioASQ's ``exact_answer`` of ``type: yesno``."""
-    wanted = {b.strip() for b in batches if b.strip()}
     questions = []
     for path in paths:
         path = Path(path)
@@ -352,7 +352,7 @@ def read_verdict_questions(paths: Sequence[str | Path], batches: Sequence[str] =
                 text = str(item["question"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise InputError(f"{path}:{number}: not a question record ({exc})") from None
-            if wanted and str(item.get("batch", "")) not in wanted:
+            if not batch_matches(item.get("batch"), batches):
                 continue
             answer = item.get("answer")
             if answer is None and item.get("type") == "yesno":

@@ -64,7 +64,7 @@ def corpus_and_questions(tmp: Path) -> tuple[Path, Path]:
             questions.append(
                 {
                     "id": f"q{pmid}",
-                    "batch": "7B" if len(questions) % 4 else "10B",
+                    "batch": "7B2" if len(questions) % 4 else "10B1",
                     "type": "yesno",
                     "question": f"Does {drug} reduce {outcome} risk in patients?",
                     "relevant_pmids": [pmid - 1],
