@@ -62,7 +62,7 @@ def _plain_settings():  # type: ignore[no-untyped-def]
 
 def _recipe(args: argparse.Namespace, **defaults: object) -> Recipe:
     values = dict(defaults)
-    for name in ("epochs", "max_length", "max_pairs", "batch_size", "learning_rate"):
+    for name in ("epochs", "max_length", "max_pairs", "batch_size", "learning_rate", "freeze_layers"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     return Recipe(**values)  # type: ignore[arg-type]
@@ -77,7 +77,8 @@ def reranker(args: argparse.Namespace) -> dict:
         searcher = Searcher(store, settings)
         questions = read_question_files([BIOASQ], TRAIN_BATCHES)
         started = time.perf_counter()
-        examples, summary = reranker_examples(searcher, questions, negatives=args.negatives)
+        modes = [m.strip() for m in args.mine.split(",") if m.strip()]
+        examples, summary = reranker_examples(searcher, questions, negatives=args.negatives, modes=modes)
         mining = time.perf_counter() - started
     summary["batches"] = TRAIN_BATCHES
     trained = train_pair_classifier(
@@ -114,18 +115,24 @@ def rerank_eval(args: argparse.Namespace) -> dict:
     """hybrid vs hybrid + reranker, the same questions in one run; the rerank step's own latency."""
     settings = _plain_settings()
     model = PairReranker.load(args.model, candidates=args.candidates, cache_dir=settings.model_cache)
-    out: dict = {"step": "rerank-eval", "model": str(args.model), "candidates": args.candidates, "sets": {}}
+    out: dict = {
+        "step": "rerank-eval",
+        "model": str(args.model),
+        "candidates": args.candidates,
+        "mode": args.mode or "hybrid",
+        "sets": {},
+    }
     with Store.open(settings) as store:
         searcher = Searcher(store, settings)
-        searcher.search("warm up the embedder and the index", 10)
-        model.rerank("warm up", searcher.search("warm up the reranker", 10))
+        searcher.search("warm up the embedder and the index", 10, mode=args.mode or "hybrid")
+        model.rerank("warm up", searcher.search("warm up the reranker", 10, mode=args.mode or "hybrid"))
         for name, questions in _sets():
             if args.limit:
                 questions = random.Random(7).sample(questions, min(args.limit, len(questions)))
             rows = {"hybrid": [], "reranked": []}
             added = []
             for text, relevant in questions:
-                hits = searcher.search(text, max(10, args.candidates))
+                hits = searcher.search(text, max(10, args.candidates), mode=args.mode or "hybrid")
                 ranked = [h.pmid for h in hits[:10]]
                 rows["hybrid"].append(
                     (recall_at(ranked, relevant), ndcg_at(ranked, relevant), mrr_at(ranked, relevant))
@@ -237,7 +244,9 @@ def verdict_evidence(args: argparse.Namespace) -> dict:
 
     settings = _plain_settings()
     # the passage reads the top 5 sources only: retrieving 5 (not 10) gives the same inputs at half the cost
-    settings = settings.model_copy(update={"answer": settings.answer.model_copy(update={"k": 5})})
+    settings = settings.model_copy(
+        update={"answer": settings.answer.model_copy(update={"k": 5, "mode": args.mode or "hybrid"})}
+    )
     questions = read_verdict_questions([BIOASQ, PUBMEDQA])
     if args.limit:  # a random subsample of the BioASQ training batches; 10B and PubMedQA stay whole
         batch_of = {str(json.loads(line)["id"]): json.loads(line)["batch"] for line in BIOASQ.open()}
@@ -534,12 +543,15 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=30)
     parser.add_argument("--limit", type=int, default=0, help="Questions per set (0: all; abstention: 150).")
     parser.add_argument("--negatives", type=int, default=6)
+    parser.add_argument("--mine", default="bm25,dense", help="Where hard negatives are mined (search modes).")
+    parser.add_argument("--mode", default=None, help="Search mode of the candidates / evidence (hybrid).")
     parser.add_argument("--l2", type=float, default=30.0)
     parser.add_argument("--epochs", type=float)
     parser.add_argument("--max-length", type=int)
     parser.add_argument("--max-pairs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--freeze-layers", type=int)
     args = parser.parse_args()
     if args.step == "abstention" and not args.limit:
         args.limit = 150

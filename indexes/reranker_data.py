@@ -110,6 +110,7 @@ def reranker_examples(
     negatives: int = 6,
     positives: int = 6,
     depth: int = 30,
+    modes: Sequence[str] = ("bm25", "dense"),
     progress: bool = True,
 ) -> tuple[list[PairExample], dict[str, Any]]:
     """Training pairs for the reranker, with counts for the manifest.
@@ -151,7 +152,7 @@ def reranker_examples(
                     judged_negatives += 1
             lists = [
                 [h for h in searcher.search(question.text, depth, unfiltered, mode) if h.pmid not in judged]
-                for mode in ("bm25", "dense")
+                for mode in modes
             ]
             chosen: dict[int, Hit] = {}
             for rank in range(depth):
@@ -177,6 +178,7 @@ def reranker_examples(
         "negatives_per_question": negatives,
         "positives_per_question": positives,
         "mining_depth": depth,
+        "mining_modes": list(modes),
         "library_articles": store.count(),
     }
     return examples, summary

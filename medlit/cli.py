@@ -707,6 +707,12 @@ def train_options(fn: F) -> F:
             "--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak rate."
         ),
         click.option("--seed", type=int, default=None, help="Seed of the held-out split and the subsample."),
+        click.option(
+            "--freeze-layers",
+            type=click.IntRange(0),
+            default=None,
+            help="Keep the embeddings and the first N layers fixed (faster steps on a CPU).",
+        ),
         json_option,
         quiet_option,
     ]
@@ -718,7 +724,16 @@ def train_options(fn: F) -> F:
 def _recipe(defaults: dict[str, Any], **given: Any) -> Any:
     from indexes.training import Recipe
 
-    names = {"epochs", "max_length", "max_pairs", "batch_size", "learning_rate", "seed", "workers"}
+    names = {
+        "epochs",
+        "max_length",
+        "max_pairs",
+        "batch_size",
+        "learning_rate",
+        "seed",
+        "workers",
+        "freeze_layers",
+    }
     values = dict(defaults)
     values.update({name: value for name, value in given.items() if name in names and value is not None})
     return Recipe(**values)
