@@ -176,3 +176,16 @@ def test_a_plain_hugging_face_classifier_is_exported_once_and_cached(tiny_base: 
     pairs = [("does aspirin reduce stroke?", "aspirin reduced stroke"), ("a question", "other text")]
     assert np.allclose(first.predict_proba(pairs), second.predict_proba(pairs))
     assert np.allclose(first.predict_proba(pairs).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_freeze_layers_fixes_the_embeddings_and_the_lowest_layers(tiny_base: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    from indexes.training import _freeze
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_base), num_labels=2)
+    _freeze(model, 1)
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(".embeddings." in n or ".layer.0." in n for n in frozen)
+    assert any(".layer.1." in n for n, p in model.named_parameters() if p.requires_grad)
+    assert all(p.requires_grad for n, p in model.named_parameters() if n.startswith("classifier"))
