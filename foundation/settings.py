@@ -94,7 +94,13 @@ class IndexSettings(BaseModel):
         100, ge=10, description="Candidates from each of dense and lexical before fusion."
     )
     reranker: str | None = Field(
-        None, description="A local cross-encoder directory to rerank hits (optional)."
+        None,
+        description="A reranker trained by `medlit train reranker` (or any local Hugging Face "
+        "sequence-classification directory, e.g. a cross-encoder) that reorders the best hybrid candidates. "
+        "Unset: $MEDLIT_HOME/models/reranker when that directory exists; 'none': no reranking.",
+    )
+    rerank_candidates: int = Field(
+        30, ge=1, le=1000, description="Fused candidates the reranker scores (latency grows with them)."
     )
 
 
@@ -149,6 +155,17 @@ class AnswerSettings(BaseModel):
     )
     local_model: str | None = Field(None, description="A .gguf file (llama-cpp-python) or a model directory.")
     live_max: int = Field(50, ge=1, le=1000, description="Newest matching PubMed records fetched by --live.")
+    verdict_model: str | None = Field(
+        None,
+        description="A verdict classifier trained by `medlit train verdict` (a directory, or the JSON "
+        "file of the linear head): yes / no / uncertain without an LLM. Unset: "
+        "$MEDLIT_HOME/models/verdict (or verdict.json) when it exists; 'none': off.",
+    )
+    support_model: str | None = Field(
+        None,
+        description="A support classifier trained by `medlit train support` (answer sentence, evidence "
+        "sentence → supported). Unset: $MEDLIT_HOME/models/support when it exists; 'none': off.",
+    )
 
 
 class ServeSettings(BaseModel):
@@ -232,6 +249,18 @@ class Settings(BaseSettings):
     @property
     def model_cache(self) -> Path:
         return self.home / "models"
+
+    def trained_model(self, configured: str | None, name: str) -> Path | None:
+        """Where a trained model of ``name`` ('reranker', 'verdict', 'support') is: the configured path, or
+        ``$MEDLIT_HOME/models/<name>`` (a directory, or ``<name>.json`` for a linear head) when unset and it
+        exists; None when set to 'none' (or '') or nothing is there."""
+        if configured is not None:
+            text = configured.strip()
+            return None if text.lower() in ("", "none", "off") else Path(text).expanduser()
+        for candidate in (self.model_cache / name, self.model_cache / f"{name}.json"):
+            if candidate.exists():
+                return candidate
+        return None
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -430,8 +430,12 @@ def _exclusive(lock_file: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _export_fp32(directory: Path, target: Path, tokenizer: Any) -> list[str]:
-    """torch.onnx.export of the Hugging Face AutoModel (token embeddings out), dynamic batch and sequence."""
+def _export_fp32(
+    directory: Path, target: Path, tokenizer: Any, *, head: str = "token_embeddings"
+) -> list[str]:
+    """torch.onnx.export of the Hugging Face model, dynamic batch and sequence: ``head='token_embeddings'``
+    exports the AutoModel's last hidden states, ``head='logits'`` an AutoModelForSequenceClassification's
+    logits (a pair classifier, text pairs in). Returns the input names."""
     _require("torch", "exporting the model to ONNX")
     _require("onnx", "exporting the model to ONNX")
     import torch
@@ -439,15 +443,18 @@ def _export_fp32(directory: Path, target: Path, tokenizer: Any) -> list[str]:
     transformers = _require("transformers", "exporting the model to ONNX")
     try:
         # eager attention traces to plain ops that accept any padding pattern and sequence length
-        model = transformers.AutoModel.from_pretrained(str(directory), attn_implementation="eager")
+        auto = (
+            transformers.AutoModel
+            if head == "token_embeddings"
+            else transformers.AutoModelForSequenceClassification
+        )
+        model = auto.from_pretrained(str(directory), attn_implementation="eager")
     except Exception as exc:
         raise InputError(f"{directory}: cannot load the model weights ({type(exc).__name__}: {exc})") from exc
     model.eval()
-    sample = tokenizer(
-        ["medlit exports this model", "a second, longer sentence so that the batch holds padding"],
-        padding=True,
-        return_tensors="pt",
-    )
+    texts = ["medlit exports this model", "a second, longer sentence so that the batch holds padding"]
+    pairs = (texts, ["and its pair", "the second text of a pair, longer"]) if head == "logits" else (texts,)
+    sample = tokenizer(*pairs, padding=True, return_tensors="pt")
     accepted = inspect.signature(model.forward).parameters
     names = [name for name in sample if name in accepted]
 
@@ -459,7 +466,8 @@ def _export_fp32(directory: Path, target: Path, tokenizer: Any) -> list[str]:
         def forward(self, *inputs: Any) -> Any:
             return self.model(**dict(zip(names, inputs, strict=True)))[0]
 
-    axes = {name: {0: "batch", 1: "sequence"} for name in [*names, "token_embeddings"]}
+    axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in names}
+    axes[head] = {0: "batch", 1: "sequence"} if head == "token_embeddings" else {0: "batch"}
     with atomic_path(target) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings of the TorchScript exporter
         torch.onnx.export(
@@ -467,7 +475,7 @@ def _export_fp32(directory: Path, target: Path, tokenizer: Any) -> list[str]:
             tuple(sample[name] for name in names),
             str(tmp),
             input_names=names,
-            output_names=["token_embeddings"],
+            output_names=[head],
             dynamic_axes=axes,
             opset_version=ONNX_OPSET,
             do_constant_folding=True,

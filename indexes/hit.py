@@ -99,6 +99,7 @@ class Hit:
     lexical_rank: int | None = None
     lexical_score: float | None = None
     passage: str | None = None  # the passage that matched, when the index holds passages
+    rerank_score: float | None = None  # P(relevant) from the trained reranker, when one reranked the hits
 
     @property
     def url(self) -> str:
@@ -120,5 +121,6 @@ class Hit:
             "dense_score": self.dense_score,
             "lexical_rank": self.lexical_rank,
             "lexical_score": self.lexical_score,
+            "rerank_score": self.rerank_score,
             "abstract": self.abstract,
         }

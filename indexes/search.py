@@ -17,37 +17,13 @@ from indexes.dense_index import DenseIndex
 from indexes.hit import Filters, Hit
 from indexes.lexical import allowed_pmids, retracted_pmids
 from indexes.lexical_index import LexicalIndex
+from indexes.reranking import PairReranker
 from ingest.article import Article
 from ingest.store import Store
 
 MODES = ("hybrid", "dense", "bm25")
 MAX_K = 1000
 MAX_QUERY_CHARS = 10_000
-
-
-class CrossEncoderReranker:
-    """Reorders hits with a local cross-encoder (sentence-transformers ``CrossEncoder`` directory)."""
-
-    def __init__(self, model_dir: str) -> None:
-        try:
-            from sentence_transformers import CrossEncoder
-        except ImportError:
-            raise InputError(
-                "reranking needs sentence-transformers: pip install sentence-transformers"
-            ) from None
-        self.model = CrossEncoder(model_dir)
-
-    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        if not hits:
-            return hits
-        pairs = [(query, f"{h.title}\n{h.abstract}") for h in hits]
-        scores = self.model.predict(pairs)
-        order = np.argsort(-np.asarray(scores))
-        ranked = [hits[i] for i in order]
-        for rank, (i, hit) in enumerate(zip(order, ranked, strict=True), start=1):
-            hit.rank = rank
-            hit.score = float(scores[i])
-        return ranked
 
 
 class Searcher:
@@ -59,15 +35,19 @@ class Searcher:
         settings: Settings,
         *,
         embedder: Any = None,
-        reranker: CrossEncoderReranker | None = None,
+        reranker: PairReranker | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.dense = DenseIndex(store, settings, embedder=embedder)
         self.lexical = LexicalIndex(store, settings)
         self.reranker = reranker
-        if reranker is None and settings.index.reranker:
-            self.reranker = CrossEncoderReranker(settings.index.reranker)
+        if reranker is None:
+            path = settings.trained_model(settings.index.reranker, "reranker")
+            if path is not None:
+                self.reranker = PairReranker.load(
+                    path, candidates=settings.index.rerank_candidates, cache_dir=settings.model_cache
+                )
 
     def search(
         self, query: str, k: int = 10, filters: Filters | None = None, mode: str = "hybrid"
@@ -99,7 +79,8 @@ class Searcher:
             ranked = [(pmid, score) for pmid, score in lexical]
         else:
             ranked = fuse(dense, lexical, self.settings.index.rrf_k)
-        hits = self._hydrate(ranked[: k if self.reranker is None else candidates], dense, lexical)
+        keep = k if self.reranker is None else max(k, self.reranker.candidates)
+        hits = self._hydrate(ranked[:keep], dense, lexical)
         if self.reranker is not None:
             hits = self.reranker.rerank(query, hits)[:k]
         return hits

@@ -704,6 +704,259 @@ def eval_answers(
         click.echo(json.dumps(result))
 
 
+# ----- train -------------------------------------------------------------------------------------
+
+
+@cli.group("train")
+def train_group() -> None:
+    """Fine-tune a reranker, a verdict or a support classifier on your own labels (see docs/training.md)."""
+
+
+def train_options(fn: F) -> F:
+    """--out, --base, --engine, --ray-address and the recipe options shared by every `medlit train`."""
+    options = [
+        click.option(
+            "--out",
+            required=True,
+            type=click.Path(path_type=Path),
+            help="Directory the trained model is saved in (running again resumes an interrupted training).",
+        ),
+        click.option(
+            "--base",
+            default=None,
+            type=click.Path(path_type=Path),
+            help="Base model directory (any local BERT-family model; default: packaged all-MiniLM-L6-v2).",
+        ),
+        click.option(
+            "--engine",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="local: this process; ray: the same Trainer in Ray Train workers.",
+        ),
+        click.option("--ray-address", default=None, help="A Ray cluster to train on (default: a local Ray)."),
+        click.option(
+            "--workers", type=click.IntRange(1), default=None, help="Ray Train workers (default 2)."
+        ),
+        click.option("--epochs", type=click.FloatRange(min=0.01), default=None, help="Training epochs."),
+        click.option("--max-length", type=click.IntRange(16, 4096), default=None, help="Tokens per pair."),
+        click.option(
+            "--max-pairs", type=click.IntRange(2), default=None, help="Training pairs kept (subsample)."
+        ),
+        click.option("--batch-size", type=click.IntRange(1), default=None, help="Pairs per training step."),
+        click.option(
+            "--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak rate."
+        ),
+        click.option("--seed", type=int, default=None, help="Seed of the held-out split and the subsample."),
+        click.option(
+            "--freeze-layers",
+            type=click.IntRange(0),
+            default=None,
+            help="Keep the embeddings and the first N layers fixed (faster steps on a CPU).",
+        ),
+        json_option,
+        quiet_option,
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _recipe(defaults: dict[str, Any], **given: Any) -> Any:
+    from indexes.training import Recipe
+
+    names = {
+        "epochs",
+        "max_length",
+        "max_pairs",
+        "batch_size",
+        "learning_rate",
+        "seed",
+        "workers",
+        "freeze_layers",
+    }
+    values = dict(defaults)
+    values.update({name: value for name, value in given.items() if name in names and value is not None})
+    return Recipe(**values)
+
+
+def _print_trained(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+    metrics = (result.get("metrics") or {}).get("held_out_int8") or (result.get("metrics") or {}).get(
+        "held_out"
+    )
+    click.echo(f"trained {result.get('task')} model saved in {result['path']}")
+    if result.get("resumed_from"):
+        click.echo(f"  resumed from {result['resumed_from']}")
+    if metrics:
+        click.echo("  held out: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if isinstance(v, float)))
+    if result.get("train_seconds") is not None:
+        click.echo(f"  training took {result['train_seconds']} s")
+
+
+@train_group.command("reranker")
+@click.option(
+    "--questions",
+    "question_files",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="BioASQ-style JSONL: question, relevant_pmids (repeatable).",
+)
+@click.option(
+    "--screening",
+    "screening_files",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Screening decisions CSV: question,pmid,label (include/exclude) (repeatable).",
+)
+@click.option("--batch", "batches", multiple=True, help="Only questions of this batch, e.g. 7B (repeatable).")
+@click.option(
+    "--negatives",
+    type=click.IntRange(1, 100),
+    default=6,
+    show_default=True,
+    help="Hard negatives per question.",
+)
+@train_options
+@pass_context
+@_fail_cleanly
+def train_reranker_cmd(
+    obj: _Context,
+    question_files: tuple[Path, ...],
+    screening_files: tuple[Path, ...],
+    batches: tuple[str, ...],
+    negatives: int,
+    out: Path,
+    base: Path | None,
+    engine: str,
+    ray_address: str | None,
+    as_json: bool,
+    quiet: bool,
+    **recipe: Any,
+) -> None:
+    """Fine-tune a reranker on (question, title + abstract) pairs: relevant PMIDs are positives, hard
+    negatives come from the library's own BM25 and dense results. Use it with MEDLIT_INDEX__RERANKER=DIR."""
+    from indexes.reranker_data import train_reranker
+
+    trained = train_reranker(
+        obj.settings,
+        out=out,
+        question_files=question_files,
+        screening_files=screening_files,
+        batches=batches,
+        base=base,
+        recipe=_recipe({}, **recipe),
+        negatives=negatives,
+        engine=engine,
+        ray_address=ray_address,
+        progress=not quiet,
+    )
+    _print_trained(
+        {"path": str(trained.path), "resumed_from": trained.resumed_from, **trained.manifest}, as_json
+    )
+
+
+@train_group.command("verdict")
+@click.option(
+    "--questions",
+    "question_files",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="JSONL with answer (yes/no/maybe, PubMedQA) or type yesno + exact_answer (BioASQ) (repeatable).",
+)
+@click.option("--batch", "batches", multiple=True, help="Only questions of this batch, e.g. 7B (repeatable).")
+@click.option(
+    "--head",
+    type=click.Choice(["cross-encoder", "linear"]),
+    default="cross-encoder",
+    show_default=True,
+    help="cross-encoder: fine-tune a model (a directory); linear: logistic regression over the embedder's "
+    "vectors and cue counts, one small JSON file, trained in seconds.",
+)
+@train_options
+@pass_context
+@_fail_cleanly
+def train_verdict_cmd(
+    obj: _Context,
+    question_files: tuple[Path, ...],
+    batches: tuple[str, ...],
+    head: str,
+    out: Path,
+    base: Path | None,
+    engine: str,
+    ray_address: str | None,
+    as_json: bool,
+    quiet: bool,
+    **recipe: Any,
+) -> None:
+    """Train a yes / no / uncertain verdict model on evidence retrieved from the library for each question
+    (the answer pipeline's own retrieval, not the gold abstract). Use it with MEDLIT_ANSWER__VERDICT_MODEL."""
+    from rag.training import train_verdict
+
+    result = train_verdict(
+        obj.settings,
+        out=out,
+        question_files=question_files,
+        batches=batches,
+        head=head,
+        base=base,
+        recipe=_recipe({"max_length": 256, "epochs": 2.0, "best_metric": "macro_f1"}, **recipe),
+        engine=engine,
+        ray_address=ray_address,
+        progress=not quiet,
+    )
+    _print_trained(result, as_json)
+
+
+@train_group.command("support")
+@click.option(
+    "--questions",
+    "question_files",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="BioASQ-style JSONL with ideal_answer and relevant_pmids (repeatable).",
+)
+@click.option("--batch", "batches", multiple=True, help="Only questions of this batch, e.g. 7B (repeatable).")
+@train_options
+@pass_context
+@_fail_cleanly
+def train_support_cmd(
+    obj: _Context,
+    question_files: tuple[Path, ...],
+    batches: tuple[str, ...],
+    out: Path,
+    base: Path | None,
+    engine: str,
+    ray_address: str | None,
+    as_json: bool,
+    quiet: bool,
+    **recipe: Any,
+) -> None:
+    """Train an (answer sentence, evidence sentence) → supported classifier from ideal answers, with hard
+    negatives (the closest non-relevant articles; negated, renumbered, swapped claims), and compare it with
+    the verifier's cosine threshold on held-out questions."""
+    from rag.training import train_support
+
+    trained = train_support(
+        obj.settings,
+        out=out,
+        question_files=question_files,
+        batches=batches,
+        base=base,
+        recipe=_recipe({"max_length": 128, "epochs": 1.0}, **recipe),
+        engine=engine,
+        ray_address=ray_address,
+        progress=not quiet,
+    )
+    _print_trained(
+        {"path": str(trained.path), "resumed_from": trained.resumed_from, **trained.manifest}, as_json
+    )
+
+
 # ----- the library -------------------------------------------------------------------------------
 
 

@@ -295,13 +295,14 @@ EXAMPLE = [
         "Zorvastat lowered systolic blood pressure by 8 mmHg more than placebo at 12 weeks.\n</source>\n"
         '<source number="2">\n[2] Stroke; 2021; cohort; n=3,100\nZorvastat and stroke\n'
         "Zorvastat use was not associated with fewer strokes over five years.\n</source>\n</sources>\n"
-        "Answer about zorvastat.\nAnswer from these sources only, citing source numbers after every sentence.",
+        "Answer about zorvastat.\n"
+        "Answer from these sources only, citing source numbers after every sentence.",
     },
     {
         "role": "assistant",
-        "content": "Verdict: yes\nIn a randomised trial of 420 adults, zorvastat lowered systolic blood pressure "
-        "by 8 mmHg more than placebo [1]. A cohort study found no fewer strokes with zorvastat over five years "
-        "[2].",
+        "content": "Verdict: yes\nIn a randomised trial of 420 adults, zorvastat lowered systolic blood "
+        "pressure by 8 mmHg more than placebo [1]. A cohort study found no fewer strokes with zorvastat over "
+        "five years [2].",
     },
 ]
 

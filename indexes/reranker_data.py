@@ -1,0 +1,245 @@
+"""The reranker's training pairs: BioASQ-style question files (relevant PMIDs are positives; hard negatives
+are the library's own BM25 and dense top-k minus the relevant ones) and a systematic reviewer's screening CSV
+(``question,pmid,label`` with include/exclude), mapped onto the same ``PairExample``s.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from foundation.errors import InputError
+from foundation.progress import progress_bar
+from indexes.evaluation import question_records
+from indexes.hit import Filters, Hit
+from indexes.reranking import document_text
+from indexes.search import Searcher
+from indexes.training import PairExample, file_digest
+
+# ----- training pairs ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class LabelledQuestion:
+    """One question with its judged articles: relevant PMIDs (positives) and, when known, judged-irrelevant
+    ones (a screening's excludes)."""
+
+    key: str
+    text: str
+    relevant: set[int]
+    irrelevant: set[int]
+    source: str
+
+
+def batch_matches(batch: object, wanted: Sequence[str]) -> bool:
+    """True when no batch is wanted, or ``batch`` is one of them or a numbered part of one ('7B' → '7B3')."""
+    wanted = [w.strip() for w in wanted if w.strip()]
+    if not wanted:
+        return True
+    name = str(batch or "")
+    return any(name == w or (name.startswith(w) and name[len(w) :].isdigit()) for w in wanted)
+
+
+def read_question_files(paths: Sequence[str | Path], batches: Sequence[str] = ()) -> list[LabelledQuestion]:
+    """BioASQ-style JSONL (question, relevant_pmids; optional id, batch). ``batches`` keeps only those
+    ('7B' keeps 7B1 ... 7B5)."""
+    questions: list[LabelledQuestion] = []
+    for path in paths:
+        for item, text, relevant in question_records(path):
+            if not relevant or not batch_matches(item.get("batch"), batches):
+                continue
+            key = str(item.get("id") or text)
+            questions.append(LabelledQuestion(key, text, relevant, set(), str(path)))
+    return questions
+
+
+_INCLUDE = {"include", "included", "1", "yes", "relevant", "true"}
+_EXCLUDE = {"exclude", "excluded", "0", "no", "irrelevant", "false"}
+
+
+def read_screening_csv(path: str | Path) -> list[LabelledQuestion]:
+    """A screening export: columns ``question``, ``pmid``, ``label`` (include/exclude; also included/excluded,
+    1/0, yes/no). One question per distinct question text; a bad row is one clear error with its line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such screening file")
+    by_question: dict[str, LabelledQuestion] = {}
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            fields = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
+            missing = [name for name in ("question", "pmid", "label") if name not in fields]
+            if missing:
+                raise InputError(
+                    f"{path}: a screening CSV needs the columns question, pmid, label (missing: "
+                    f"{', '.join(missing)})"
+                )
+            for line, row in enumerate(reader, start=2):
+                question = (row.get(fields["question"]) or "").strip()
+                pmid_text = (row.get(fields["pmid"]) or "").strip()
+                label = (row.get(fields["label"]) or "").strip().lower()
+                if not question and not pmid_text and not label:
+                    continue
+                if not question:
+                    raise InputError(f"{path}:{line}: empty question")
+                if not pmid_text.isdigit() or int(pmid_text) < 1:
+                    raise InputError(f"{path}:{line}: pmid {pmid_text[:20]!r} is not a PubMed id")
+                if label not in _INCLUDE | _EXCLUDE:
+                    raise InputError(f"{path}:{line}: label {label[:20]!r} is not include or exclude")
+                entry = by_question.setdefault(
+                    question, LabelledQuestion(f"screening:{question}", question, set(), set(), str(path))
+                )
+                (entry.relevant if label in _INCLUDE else entry.irrelevant).add(int(pmid_text))
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text (a screening CSV was expected)") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
+    questions = [q for q in by_question.values() if q.relevant or q.irrelevant]
+    if not questions:
+        raise InputError(f"{path}: no screening decisions")
+    return questions
+
+
+def reranker_examples(
+    searcher: Searcher,
+    questions: Sequence[LabelledQuestion],
+    *,
+    negatives: int = 6,
+    positives: int = 6,
+    depth: int = 30,
+    modes: Sequence[str] = ("bm25", "dense"),
+    progress: bool = True,
+) -> tuple[list[PairExample], dict[str, Any]]:
+    """Training pairs for the reranker, with counts for the manifest.
+
+    For each question: up to ``positives`` relevant articles found in the library (label 1), its judged
+    excludes (label 0), and ``negatives`` hard negatives mined alternately from the BM25 and the dense top
+    ``depth`` (minus the relevant and the judged ones): what the reranker must learn to push down.
+    """
+    store = searcher.store
+    examples: list[PairExample] = []
+    missing = 0
+    mined = 0
+    judged_negatives = 0
+    used = 0
+    unfiltered = Filters(include_retracted=True)
+    with progress_bar(len(questions), "mining hard negatives", "question", progress) as bar:
+        for question in questions:
+            bar.update(1)
+            judged = question.relevant | question.irrelevant
+            articles = store.get_many(sorted(judged))
+            missing += len(judged) - len(articles)
+            present = [p for p in sorted(question.relevant) if p in articles and _has_text(articles[p])]
+            pairs: list[PairExample] = []
+            for pmid in present[:positives]:
+                article = articles[pmid]
+                pairs.append(
+                    PairExample(
+                        question.key, question.text, document_text(article.title, article.abstract), 1
+                    )
+                )
+            for pmid in sorted(question.irrelevant):
+                if pmid in articles and _has_text(articles[pmid]):
+                    article = articles[pmid]
+                    pairs.append(
+                        PairExample(
+                            question.key, question.text, document_text(article.title, article.abstract), 0
+                        )
+                    )
+                    judged_negatives += 1
+            lists = [
+                [h for h in searcher.search(question.text, depth, unfiltered, mode) if h.pmid not in judged]
+                for mode in modes
+            ]
+            chosen: dict[int, Hit] = {}
+            for rank in range(depth):
+                for ranked in lists:
+                    if rank < len(ranked) and len(chosen) < negatives and _has_text_hit(ranked[rank]):
+                        chosen.setdefault(ranked[rank].pmid, ranked[rank])
+            for hit in chosen.values():
+                pairs.append(
+                    PairExample(question.key, question.text, document_text(hit.title, hit.abstract), 0)
+                )
+            mined += len(chosen)
+            if any(p.label == 1 for p in pairs):
+                examples.extend(pairs)
+                used += 1
+    sources = sorted({q.source for q in questions})
+    summary = {
+        "sources": [{"file": source, "sha256": file_digest(Path(source))} for source in sources],
+        "questions_read": len(questions),
+        "questions_used": used,
+        "judged_pmids_missing_from_library": missing,
+        "mined_negatives": mined,
+        "judged_negatives": judged_negatives,
+        "negatives_per_question": negatives,
+        "positives_per_question": positives,
+        "mining_depth": depth,
+        "mining_modes": list(modes),
+        "library_articles": store.count(),
+    }
+    return examples, summary
+
+
+def _has_text(article: Any) -> bool:
+    return bool((article.title or "").strip() or (article.abstract or "").strip())
+
+
+def _has_text_hit(hit: Hit) -> bool:
+    return bool(hit.title.strip() or hit.abstract.strip())
+
+
+def train_reranker(
+    settings: Any,
+    *,
+    out: str | Path,
+    question_files: Sequence[str | Path] = (),
+    screening_files: Sequence[str | Path] = (),
+    batches: Sequence[str] = (),
+    base: str | Path | None = None,
+    recipe: Any = None,
+    negatives: int = 6,
+    engine: str = "local",
+    ray_address: str | None = None,
+    progress: bool = True,
+) -> Any:
+    """``medlit train reranker``: pairs from the question files and screening CSVs, mined against the
+    library of ``settings``, fine-tuned into ``out`` (see ``indexes.training.train_pair_classifier``)."""
+    from indexes.training import train_pair_classifier
+    from ingest.store import Store
+
+    if not question_files and not screening_files:
+        raise InputError("give labelled questions: --questions FILE.jsonl and/or --screening FILE.csv")
+    questions = read_question_files(question_files, batches) if question_files else []
+    for path in screening_files:
+        questions += read_screening_csv(path)
+    if not questions:
+        raise InputError("no question with relevant PMIDs in the given files (and batches)")
+    plain = settings.model_copy(update={"index": settings.index.model_copy(update={"reranker": "none"})})
+    with Store.open(plain) as store:
+        if store.count() == 0:
+            raise InputError(
+                f"the library {plain.library_path} is empty: ingest the articles the questions refer to first"
+            )
+        searcher = Searcher(store, plain)
+        examples, summary = reranker_examples(searcher, questions, negatives=negatives, progress=progress)
+    if not examples:
+        raise InputError(
+            "none of the relevant PMIDs is in the library: ingest the articles the questions refer to first"
+        )
+    summary["batches"] = list(batches)
+    summary["embedder"] = searcher.dense.embedder.name
+    return train_pair_classifier(
+        "reranker",
+        examples,
+        out=out,
+        base=base,
+        recipe=recipe,
+        data=summary,
+        engine=engine,
+        ray_address=ray_address,
+        progress=progress,
+    )

@@ -1,0 +1,62 @@
+"""Reranking hybrid candidates with a trained pair model (``indexes.reranker_data`` builds its pairs).
+
+``PairReranker`` scores (question, title + abstract) of the top ``candidates`` fused hits with a
+``PairClassifier`` (task 'reranker'); P(relevant) becomes ``Hit.rerank_score`` (and ``Hit.score``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from foundation.errors import InputError
+from indexes.hit import Hit
+from indexes.pair_model import PairClassifier
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CANDIDATES = 30
+MAX_DOCUMENT_CHARS = 4000  # the model sees max_length tokens; longer text is only tokenised in vain
+
+
+def document_text(title: str, abstract: str) -> str:
+    """The second text of a reranker pair: what training and search both feed the model."""
+    return f"{title.strip()}\n{abstract.strip()}".strip()[:MAX_DOCUMENT_CHARS]
+
+
+class PairReranker:
+    """Reorders the best ``candidates`` hits by a reranker's P(relevant); the rest keep their order."""
+
+    def __init__(self, model: PairClassifier, candidates: int = DEFAULT_CANDIDATES) -> None:
+        if model.task != "reranker":
+            raise InputError(f"{model.directory} is a {model.task} model, not a reranker")
+        self.model = model
+        self.candidates = max(1, candidates)
+        self.positive = (
+            model.labels.index("relevant") if "relevant" in model.labels else len(model.labels) - 1
+        )
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, candidates: int = DEFAULT_CANDIDATES, cache_dir: Path | None = None
+    ) -> PairReranker:
+        return cls(PairClassifier.load(path, cache_dir=cache_dir, task="reranker"), candidates)
+
+    def scores(self, query: str, texts: Sequence[str]) -> list[float]:
+        probabilities = self.model.predict_proba([(query, text) for text in texts])
+        return [float(p) for p in probabilities[:, self.positive]]
+
+    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        if not hits:
+            return hits
+        head, tail = hits[: self.candidates], hits[self.candidates :]
+        scores = self.scores(query, [document_text(h.title, h.abstract) for h in head])
+        order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
+        ranked = [head[i] for i in order] + tail
+        for rank, hit in enumerate(ranked, start=1):
+            hit.rank = rank
+        for i in order:
+            head[i].rerank_score = scores[i]
+            head[i].score = scores[i]
+        return ranked

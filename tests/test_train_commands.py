@@ -1,0 +1,324 @@
+"""`medlit train reranker|verdict|support` on a small library (fake embedder, tiny BERT base), the trained
+reranker inside search, the verdict and support wrappers, the screening CSV, and `--engine ray`."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from foundation.errors import InputError
+from foundation.settings import Settings
+from indexes.reranker_data import read_screening_csv
+from indexes.search import Searcher
+from ingest.run import ingest_jsonl
+from ingest.store import Store
+from medlit.cli import cli
+from rag.ask import Answerer
+from rag.generators import ExtractiveGenerator
+from rag.support_model import SupportClassifier, change_numbers, negate, swap_term
+from rag.verdict import LinearHead, VerdictClassifier, decide, verdict_passage
+from tests.tiny_bert import build_tiny_bert
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+
+DRUGS = ["aspirin", "statin", "metformin", "insulin", "warfarin", "heparin", "vaccine", "antibiotic"]
+OUTCOMES = ["stroke", "cancer", "diabetes", "mortality", "infection", "pain"]
+FAST = ["--epochs", "2", "--max-length", "48", "--batch-size", "8", "--learning-rate", "0.002"]
+
+
+def corpus_and_questions(tmp: Path) -> tuple[Path, Path]:
+    """24 topics: one trial per (drug, outcome) that answers yes or no, plus an off-topic mouse study each."""
+    rng = random.Random(5)
+    articles, questions = [], []
+    pmid = 1000
+    for i, drug in enumerate(DRUGS):
+        for outcome in OUTCOMES[i % 2 :: 2]:
+            yes = rng.random() < 0.6
+            finding = "significantly reduced" if yes else "did not reduce"
+            pmid += 1
+            articles.append(
+                {
+                    "pmid": pmid,
+                    "title": f"{drug} and {outcome} risk in patients: a randomized trial",
+                    "abstract": f"BACKGROUND: {outcome} is common. RESULTS: In 300 patients {drug} "
+                    f"{finding} {outcome} risk compared with placebo (p < 0.05). "
+                    f"CONCLUSIONS: {drug} {finding} {outcome}.",
+                    "year": 2020,
+                }
+            )
+            pmid += 1
+            articles.append(
+                {
+                    "pmid": pmid,
+                    "title": f"{drug} protein expression in mice",
+                    "abstract": f"We studied {drug} and gene expression of {outcome} cells in mice. "
+                    "Protein levels increased after 3 weeks.",
+                    "year": 2018,
+                }
+            )
+            questions.append(
+                {
+                    "id": f"q{pmid}",
+                    "batch": "7B2" if len(questions) % 4 else "10B1",
+                    "type": "yesno",
+                    "question": f"Does {drug} reduce {outcome} risk in patients?",
+                    "relevant_pmids": [pmid - 1],
+                    "exact_answer": "yes" if yes else "no",
+                    "ideal_answer": [
+                        f"{'Yes' if yes else 'No'}, {drug} {finding} {outcome} risk in 300 patients compared "
+                        "with placebo."
+                    ],
+                }
+            )
+    corpus = tmp / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(a) + "\n" for a in articles))
+    question_file = tmp / "questions.jsonl"
+    question_file.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    return corpus, question_file
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def library(fake_model_env: Path, tmp_path: Path) -> tuple[Settings, Path]:
+    corpus, questions = corpus_and_questions(tmp_path)
+    settings = Settings()
+    with Store.open(settings) as store:
+        ingest_jsonl(store, corpus)
+        Searcher(store, settings).dense.build(progress=False)
+    return settings, questions
+
+
+def run(*args: str) -> dict:
+    result = CliRunner().invoke(cli, [*args, "--json", "--quiet"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_train_reranker_then_search_reranks_with_it(
+    library: tuple[Settings, Path], tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, questions = library
+    out = tmp_path / "reranker"
+    manifest = run(
+        "train", "reranker", "--questions", str(questions), "--batch", "7B", "--base", str(tiny_base),
+        "--out", str(out), *FAST,
+    )  # fmt: skip
+    assert manifest["task"] == "reranker"
+    data = manifest["data"]
+    assert data["questions_used"] == 18 and data["mined_negatives"] > 0  # only batch 7B: 18 of 24
+    assert data["sources"][0]["sha256"] and data["library_articles"] == 48
+    assert data["held_out_questions"] >= 1 and manifest["metrics"]["held_out_int8"]
+
+    monkeypatch.setenv("MEDLIT_INDEX__RERANKER", str(out))
+    monkeypatch.setenv("MEDLIT_INDEX__RERANK_CANDIDATES", "5")
+    reranked = Settings()
+    with Store.open(reranked) as store:
+        searcher = Searcher(store, reranked)
+        assert searcher.reranker is not None and searcher.reranker.candidates == 5
+        hits = searcher.search("Does aspirin reduce stroke risk in patients?", k=8)
+        without = settings.model_copy(
+            update={"index": settings.index.model_copy(update={"reranker": "none"})}
+        )
+        plain = Searcher(store, without).search("Does aspirin reduce stroke risk in patients?", k=8)
+    assert [h.rank for h in hits] == list(range(1, 9))
+    scored = [h for h in hits if h.rerank_score is not None]
+    assert len(scored) == 5 and all(0.0 <= h.rerank_score <= 1.0 for h in scored)
+    assert [h.rerank_score for h in scored] == sorted((h.rerank_score for h in scored), reverse=True)
+    assert {h.pmid for h in hits[:5]} == {h.pmid for h in plain[:5]}  # the same candidates, reordered
+    assert [h.pmid for h in hits[5:]] == [h.pmid for h in plain[5:]]
+    assert hits[0].to_dict()["rerank_score"] == scored[0].rerank_score
+
+    result = CliRunner().invoke(cli, ["search", "Does aspirin reduce stroke risk?", "--json"])
+    assert result.exit_code == 0, result.output
+
+
+def test_default_model_locations(fake_model_env: Path) -> None:
+    settings = Settings()
+    assert settings.trained_model(None, "reranker") is None
+    (settings.model_cache / "reranker").mkdir(parents=True)
+    assert settings.trained_model(None, "reranker") == settings.model_cache / "reranker"
+    assert settings.trained_model("none", "reranker") is None
+    assert settings.trained_model("/x/y", "verdict") == Path("/x/y")
+
+
+def test_reranker_setting_pointing_nowhere_is_one_clear_error(fake_model_env: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["search", "aspirin"], env={"MEDLIT_INDEX__RERANKER": str(tmp_path / "missing")}
+    )
+    assert result.exit_code == 1
+    assert "no such directory" in result.output and "Traceback" not in result.output
+
+
+def test_screening_csv(tmp_path: Path) -> None:
+    path = tmp_path / "screening.csv"
+    path.write_text(
+        "Question,PMID,Label\n"
+        "Does aspirin prevent stroke?,1001,include\n"
+        "Does aspirin prevent stroke?,1002,Excluded\n"
+        "Does aspirin prevent stroke?,1004,exclude\n"
+        "Is metformin safe?,1003,1\n"
+    )
+    questions = {q.text: q for q in read_screening_csv(path)}
+    assert questions["Does aspirin prevent stroke?"].relevant == {1001}
+    assert questions["Does aspirin prevent stroke?"].irrelevant == {1002, 1004}
+    assert questions["Is metformin safe?"].relevant == {1003}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question,pmid,label\nDoes it?,12x,include\n")
+    with pytest.raises(InputError, match=r"bad.csv:2: pmid '12x'"):
+        read_screening_csv(bad)
+    bad.write_text("question,pmid,label\nDoes it?,12,perhaps\n")
+    with pytest.raises(InputError, match="not include or exclude"):
+        read_screening_csv(bad)
+    bad.write_text("title,pmid\nx,1\n")
+    with pytest.raises(InputError, match="missing: question, label"):
+        read_screening_csv(bad)
+
+
+def test_train_reranker_from_a_screening_csv(
+    library: tuple[Settings, Path], tiny_base: Path, tmp_path: Path
+) -> None:
+    _settings, questions = library
+    rows = ["question,pmid,label"]
+    for line in questions.read_text().splitlines():
+        item = json.loads(line)
+        rows.append(f'"{item["question"]}",{item["relevant_pmids"][0]},include')
+        rows.append(f'"{item["question"]}",{item["relevant_pmids"][0] + 1},exclude')
+    screening = tmp_path / "screening.csv"
+    screening.write_text("\n".join(rows) + "\n")
+    manifest = run(
+        "train", "reranker", "--screening", str(screening), "--base", str(tiny_base), "--out",
+        str(tmp_path / "screened"), "--negatives", "2", *FAST,
+    )  # fmt: skip
+    assert manifest["data"]["judged_negatives"] == 24
+    assert manifest["data"]["questions_used"] == 24
+
+
+def test_train_errors_are_one_line(library: tuple[Settings, Path], tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["train", "reranker", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "give labelled questions" in result.output
+    result = CliRunner().invoke(
+        cli, ["train", "verdict", "--questions", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "v")]
+    )
+    assert result.exit_code == 1 and "no such questions file" in result.output
+
+
+def test_linear_verdict_head_trains_saves_and_predicts(
+    library: tuple[Settings, Path], tmp_path: Path
+) -> None:
+    settings, questions = library
+    out = tmp_path / "verdict.json"
+    result = run("train", "verdict", "--head", "linear", "--questions", str(questions), "--out", str(out))
+    assert result["path"] == str(out) and result["bytes"] < 400_000
+    assert result["data"]["questions"] == 24 and "uncertain_below" in result
+    assert not list(tmp_path.rglob("*.pkl"))
+    model = VerdictClassifier.load(out)
+    with Store.open(settings) as store:
+        answerer = Answerer(store, settings, generator=ExtractiveGenerator())
+        _hits, evidence, _trace = answerer.retrieve("Does aspirin reduce stroke risk in patients?")
+        assert evidence is not None
+        prediction = model.predict(evidence)
+    assert prediction.label in ("yes", "no", "uncertain")
+    assert set(prediction.probabilities) == {"yes", "no", "uncertain"}
+    assert abs(sum(prediction.probabilities.values()) - 1) < 1e-3
+    assert prediction.basis == verdict_passage(evidence) and "aspirin" in prediction.basis
+    assert len(prediction.basis.split()) <= 150 + 40  # within the passage budget
+
+    damaged = tmp_path / "damaged.json"
+    data = json.loads(out.read_text())
+    data["bias"] = data["bias"][:1]
+    damaged.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="do not fit together"):
+        VerdictClassifier.load(damaged)
+
+
+def test_uncertain_when_neither_yes_nor_no_is_confident() -> None:
+    assert decide({"yes": 0.55, "no": 0.35, "uncertain": 0.10}, 0.6) == "uncertain"
+    assert decide({"yes": 0.75, "no": 0.15, "uncertain": 0.10}, 0.6) == "yes"
+    assert decide({"yes": 0.2, "no": 0.3, "uncertain": 0.5}, 0.6) == "uncertain"
+
+
+def test_linear_head_learns_a_separable_problem() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    y = x[:, :3].argmax(axis=1)  # linear boundaries between three classes
+    head = LinearHead.fit(x, y, ["yes", "no", "maybe"], l2=0.1)
+    accuracy = float((head.predict_proba(x).argmax(axis=1) == y).mean())
+    assert accuracy > 0.9
+    again = LinearHead.from_json(json.loads(json.dumps(head.to_json())), Path("x.json"))
+    assert np.allclose(again.predict_proba(x), head.predict_proba(x), atol=1e-4)
+
+
+def test_cross_encoder_verdict_and_support_models(
+    library: tuple[Settings, Path], tiny_base: Path, tmp_path: Path
+) -> None:
+    settings, questions = library
+    verdict = run(
+        "train", "verdict", "--questions", str(questions), "--base", str(tiny_base), "--out",
+        str(tmp_path / "verdict"), *FAST,
+    )  # fmt: skip
+    assert verdict["task"] == "verdict" and verdict["labels"] == ["yes", "no", "maybe"]
+    assert "uncertain_below" in verdict and verdict["calibration"]
+    model = VerdictClassifier.load(tmp_path / "verdict")
+    with Store.open(settings) as store:
+        answerer = Answerer(store, settings, generator=ExtractiveGenerator())
+        _hits, evidence, _trace = answerer.retrieve("Does statin reduce cancer risk in patients?")
+        assert evidence is not None
+        assert model.predict(evidence).label in ("yes", "no", "uncertain")
+
+    support = run(
+        "train", "support", "--questions", str(questions), "--base", str(tiny_base), "--out",
+        str(tmp_path / "support"), *FAST,
+    )  # fmt: skip
+    kinds = support["data"]["pair_kinds"]
+    assert kinds["supported"] == 24 and kinds["other_article"] > 0 and kinds.get("negated", 0) > 0
+    comparison = support["vs_cosine"]
+    assert {"cosine_configured", "cosine_calibrated", "classifier_0.5"} <= set(comparison)
+    classifier = SupportClassifier.load(tmp_path / "support")
+    scores = classifier.score([("aspirin reduced stroke", "aspirin significantly reduced stroke risk")])
+    assert scores.shape == (1,) and 0.0 <= float(scores[0]) <= 1.0
+    with pytest.raises(InputError, match="not a support model"):
+        SupportClassifier.load(tmp_path / "verdict")
+
+
+def test_claim_perturbations() -> None:
+    assert (
+        negate("Aspirin is effective for stroke prevention.")
+        == "Aspirin is not effective for stroke prevention."
+    )
+    assert negate("Aspirin does not reduce stroke.") == "Aspirin does reduce stroke."
+    assert negate("Aspirin lowers stroke rates.") is None
+    changed = change_numbers("Mortality fell by 12% in 300 patients.", random.Random(1))
+    assert changed is not None and "12%" not in changed and "300" not in changed
+    swapped = swap_term("Trastuzumab improves survival in HER2 cancer.", ["Rituximab"], random.Random(1))
+    assert swapped is not None and "Rituximab" in swapped
+
+
+@pytest.mark.slow  # starting Ray and two torch workers: ~1 min idle, several on a loaded 2-core machine
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_engine_ray_runs_the_same_trainer_in_two_workers(tiny_base: Path, tmp_path: Path) -> None:
+    from indexes.training import Recipe, train_pair_classifier
+    from tests.test_training import separable_pairs
+
+    trained = train_pair_classifier(
+        "reranker",
+        separable_pairs(),
+        out=tmp_path / "ray-reranker",
+        base=tiny_base,
+        recipe=Recipe(epochs=2, max_length=32, batch_size=8, learning_rate=2e-3, workers=2, eval_share=0.25),
+        engine="ray",
+        progress=False,
+    )
+    manifest = trained.manifest
+    assert manifest["engine"] == "ray" and manifest["recipe"]["workers"] == 2
+    assert manifest["metrics"]["held_out"]["average_precision"] > 0.5
+    assert (tmp_path / "ray-reranker" / "onnx" / "model.int8.onnx").is_file()
+    assert not (tmp_path / "ray-reranker" / "ray").exists()
