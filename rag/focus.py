@@ -26,7 +26,7 @@ from functools import lru_cache
 # ----- words ------------------------------------------------------------------------------------------------
 
 _TOKEN = re.compile(
-    r"\b(?:type|stage|grade|phase|class)\s+(?:\d{1,2}|i{1,3}v?|iv|v)\b|[A-Za-z0-9α-ωΑ-Ω]+(?:['’-][A-Za-z0-9α-ω]+)*",
+    r"\b(?:type|stage|grade|phase|class)\s+(?:\d{1,2}|i{1,3}v?|iv|v)\b|[^\W_]+(?:['’-][^\W_]+)*",
     re.I,
 )
 
@@ -77,7 +77,7 @@ GENERIC = frozenset(
     undergo undergoing undergone receive received receiving given administered administration
     recommended recommendation justify justified warrant warranted indicated preferred acceptable
     worthwhile necessary sufficient insufficient optimal better superior inferior equivalent comparable
-    describe list name explain tell summarize summarise
+    describe list name explain tell summarize summarise link links
 
     patient patients people person persons subject subjects participant participants case cases group
     groups population populations sample samples cohort cohorts human humans disease diseases disorder

@@ -312,12 +312,14 @@ CHARS_PER_TOKEN = 4
 
 
 def prompt_sources(
-    evidence: Evidence, budget_tokens: int, per_source: int = 2
+    evidence: Evidence, budget_tokens: int, per_source: int | None = None
 ) -> list[tuple[Source, list[str]]]:
     """The evidence a model is shown, within ``budget_tokens``: the articles about the question (all
     retrieved ones when the question was not appraised), best first, each with its most question-relevant
     sentences (findings preferred, at most ``per_source``), until the budget is spent; at least one."""
     sources = evidence.on_point() or list(evidence.sources)
+    if per_source is None:  # few articles about the question: more of each (its findings, in order)
+        per_source = 2 if len(sources) > 3 else 4 if len(sources) > 1 else 6
     sims = evidence.vectors @ evidence.question_vector if len(evidence.sentences) else np.zeros(0)
     by_source: dict[int, list[tuple[float, int]]] = {}
     for i, sentence in enumerate(evidence.sentences):
