@@ -1,8 +1,11 @@
 """Answer generators, one interface: ``generate(question, evidence) -> Draft`` (and ``stream`` for models).
 
-- ``ExtractiveGenerator`` (default): no model; picks the retrieved sentences that best answer the question.
+- ``ExtractiveGenerator``: no model; picks the retrieved sentences that best answer the question.
 - ``OpenAIGenerator``: any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp server, OpenAI).
 - ``LocalGenerator``: a GGUF file through llama-cpp-python, or a transformers model directory.
+
+``auto`` (the default setting) is the OpenAIGenerator pointed at the local model server of ``medlit llm
+serve`` when its state file says it runs (``rag.llm_server``), the ExtractiveGenerator otherwise.
 
 Whatever a generator writes is only a draft: ``rag.verify`` decides what the user sees.
 """
@@ -24,6 +27,7 @@ import numpy as np
 from foundation.errors import InputError, MedlitError
 from foundation.redaction import redact, register_secret
 from foundation.settings import AnswerSettings
+from rag.llm_server import running_server
 from rag.sentences import SourceSentence
 
 log = logging.getLogger("medlit.generate")
@@ -278,9 +282,9 @@ class OpenAIGenerator:
     stops before the server says it is done is an error, never a silently shortened answer.
     """
 
-    def __init__(self, settings: AnswerSettings, *, transport: Any = None) -> None:
+    def __init__(self, settings: AnswerSettings, *, transport: Any = None, name: str | None = None) -> None:
         self.settings = settings
-        self.name = f"openai:{settings.model}"
+        self.name = name or f"openai:{settings.model}"
         self.transport = transport
         self.key = settings.api_key.get_secret_value() if settings.api_key is not None else None
         if self.key:
@@ -381,6 +385,8 @@ def _read_events(resp: Any) -> Iterator[str]:
             continue
         data = line[5:].strip()
         if data == "[DONE]":
+            if not finished:  # llama-cpp-python ends an interrupted answer so, without a finish_reason
+                break
             return
         try:
             event = json.loads(data)
@@ -410,8 +416,8 @@ class LocalGenerator:
     def __init__(self, settings: AnswerSettings) -> None:
         if not settings.local_model:
             raise InputError(
-                "the local generator needs a model: set MEDLIT_ANSWER__LOCAL_MODEL to a .gguf file "
-                "or a transformers model directory"
+                "the local generator needs a model: run `medlit llm install` (or make llm), or set "
+                "MEDLIT_ANSWER__LOCAL_MODEL to a .gguf file or a transformers model directory"
             )
         path = Path(settings.local_model).expanduser()
         if not path.exists():
@@ -429,7 +435,14 @@ class LocalGenerator:
                 from llama_cpp import Llama
             except ImportError:
                 raise InputError("GGUF models need llama-cpp-python: pip install 'medlit[llama]'") from None
-            self._model = ("llama", Llama(model_path=str(self.path), n_ctx=8192, verbose=False))
+            llama = Llama(
+                model_path=str(self.path),
+                n_ctx=self.settings.n_ctx,
+                n_threads=self.settings.threads,
+                n_threads_batch=self.settings.threads,
+                verbose=False,
+            )
+            self._model = ("llama", llama)
         else:
             try:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -472,16 +485,36 @@ class LocalGenerator:
         yield tokenizer.decode(output[0][inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
-GENERATORS = ("extractive", "openai", "local")
+GENERATORS = ("auto", "extractive", "openai", "local")
 
 
-def make_generator(name: str | None, settings: AnswerSettings, *, transport: Any = None) -> Any:
-    """The generator called ``name`` (default: the settings' choice)."""
+def make_generator(
+    name: str | None, settings: AnswerSettings, *, home: Path | None = None, transport: Any = None
+) -> Any:
+    """The generator called ``name`` (default: the settings' choice). ``home`` (the data directory) is
+    where ``auto`` looks for the local model server and ``local`` for the installed model."""
     name = (name or settings.generator).lower()
+    if name == "auto":
+        server = running_server(home)
+        if server is None:
+            return ExtractiveGenerator(max_sentences=settings.max_sentences)
+        served = settings.model_copy(update={"base_url": server.base_url, "model": server.model})
+        return OpenAIGenerator(served, transport=transport, name=server.label)
     if name == "extractive":
         return ExtractiveGenerator(max_sentences=settings.max_sentences)
     if name == "openai":
+        server = running_server(home) if settings.model == "default" else None
+        if server is not None and settings.base_url.rstrip("/") == server.base_url:
+            # the default base_url is where `medlit llm serve` listens: name the model it serves
+            served = settings.model_copy(update={"model": server.model})
+            return OpenAIGenerator(served, transport=transport, name=server.label)
         return OpenAIGenerator(settings, transport=transport)
     if name == "local":
+        if not settings.local_model and home is not None:
+            from rag.llm_models import default_installed_model
+
+            installed = default_installed_model(home)
+            if installed is not None:
+                settings = settings.model_copy(update={"local_model": str(installed[1])})
         return LocalGenerator(settings)
     raise InputError(f"unknown generator {name!r}: choose one of {', '.join(GENERATORS)}")
