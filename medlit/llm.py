@@ -100,7 +100,7 @@ def install_model(
     there is checked (size and sha256) and kept; a damaged one is rebuilt."""
     spec = model_spec(name)
     started = time.monotonic()
-    target = model_path(settings.home, spec)
+    target = model_path(settings.home, spec).absolute()
     if target.exists():
         with progress_bar(spec.size, f"checking {spec.filename}", "B", progress) as bar:
             problem = check_installed(spec, target, bar.update)
@@ -156,17 +156,17 @@ def resolve_model(settings: Settings, model: str | None) -> tuple[str, Path]:
                 "(or make llm) first"
             )
         spec, path = installed
-        return spec.alias, path
+        return spec.alias, path.absolute()
     if model in MODELS:
         spec = MODELS[model]
         path = model_path(settings.home, spec)
         if not path.is_file():
             raise InputError(f"model {model} is not installed: run `medlit llm install --model {model}`")
-        return spec.alias, path
+        return spec.alias, path.absolute()
     path = Path(model).expanduser()
     if path.suffix != ".gguf" or not path.is_file():
         raise InputError(f"model {model!r}: neither one of {', '.join(MODELS)} nor an existing .gguf file")
-    return path.stem.lower(), path
+    return path.stem.lower(), path.absolute()
 
 
 @dataclass(slots=True)

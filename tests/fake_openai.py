@@ -94,6 +94,12 @@ class Reply:
         return cls("cut", text=text, after=after, chunked=chunked)
 
     @classmethod
+    def interrupted(cls, text: Text, *, after: int = 2) -> Reply:
+        """Stream ``after`` content chunks, then ``[DONE]`` with no finish_reason and a well-closed body:
+        how llama-cpp-python's server ends an answer it interrupts for another request."""
+        return cls("interrupted", text=text, after=after)
+
+    @classmethod
     def stream_error(cls, message: str = "model overloaded") -> Reply:
         """200 and a stream whose first event is ``{"error": {...}}``."""
         return cls("stream_error", message=message)
@@ -215,6 +221,10 @@ class _Handler(BaseHTTPRequestHandler):
         for sent, piece in enumerate(_pieces(text)):
             if reply.kind == "cut" and sent >= reply.after:
                 self.close_connection = True  # the socket closes with the body unfinished
+                return
+            if reply.kind == "interrupted" and sent >= reply.after:
+                self._write("data: [DONE]\n\n", chunked=chunked)
+                self._end_chunks()
                 return
             self._event(_chunk(model, {"content": piece}), chunked=chunked)
         self._event(_chunk(model, {}, finish="stop"), chunked=chunked)

