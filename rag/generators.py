@@ -279,7 +279,9 @@ class OpenAIGenerator:
     """Chat completions from any OpenAI-compatible server, streamed (server-sent events).
 
     Retries a 5xx or a refused connection (backoff with jitter); a 4xx is reported at once; a stream that
-    stops before the server says it is done is an error, never a silently shortened answer.
+    stops before the server says it is done is an error, never a silently shortened answer. A stream that
+    ends empty, before its first event, is asked once more without streaming, for the server's own answer
+    or error: llama-cpp-python refuses a prompt longer than its context so (a 400 only when not streaming).
     """
 
     def __init__(self, settings: AnswerSettings, *, transport: Any = None, name: str | None = None) -> None:
@@ -336,6 +338,12 @@ class OpenAIGenerator:
                         emitted = True
                         yield piece
                     return
+            except _EmptyStream:
+                if not payload["stream"]:
+                    raise GenerationError("the model server sent an empty answer") from None
+                payload = {**payload, "stream": False}
+                log.info("model server: empty stream; asking once without streaming")
+                continue
             except _Retry as exc:
                 reason = str(exc)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -364,6 +372,10 @@ class _Retry(Exception):
     pass
 
 
+class _EmptyStream(Exception):
+    """The stream ended before its first event."""
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -379,10 +391,11 @@ def _read_events(resp: Any) -> Iterator[str]:
         except (ValueError, KeyError, IndexError, TypeError):
             raise GenerationError("the model server returned JSON that is not a chat completion") from None
         return
-    finished = False
+    finished = events = False
     for line in resp.iter_lines():
         if not line.startswith("data:"):
             continue
+        events = True
         data = line[5:].strip()
         if data == "[DONE]":
             if not finished:  # llama-cpp-python ends an interrupted answer so, without a finish_reason
@@ -401,6 +414,8 @@ def _read_events(resp: Any) -> Iterator[str]:
                 yield delta["content"]
             if choice.get("finish_reason"):
                 finished = True
+    if not events:
+        raise _EmptyStream
     if not finished:
         raise GenerationError(
             "the model's answer was cut off midway (the stream ended early); nothing is shown"

@@ -100,6 +100,12 @@ class Reply:
         return cls("interrupted", text=text, after=after)
 
     @classmethod
+    def empty_stream(cls) -> Reply:
+        """200, ``text/event-stream``, and a body that ends before any event: how llama-cpp-python answers
+        a streaming request whose prompt does not fit its context (the error stays in its log)."""
+        return cls("empty_stream")
+
+    @classmethod
     def stream_error(cls, message: str = "model overloaded") -> Reply:
         """200 and a stream whose first event is ``{"error": {...}}``."""
         return cls("stream_error", message=message)
@@ -209,6 +215,10 @@ class _Handler(BaseHTTPRequestHandler):
         text = reply.text(request) if callable(reply.text) else reply.text
         if reply.stream is False or not request.body.get("stream"):
             self._json(200, _completion(model, text))
+            return
+        if reply.kind == "empty_stream":
+            self._start_stream(chunked=True)
+            self._end_chunks()
             return
         if reply.kind == "stream_error":
             self._start_stream(chunked=True)
