@@ -305,7 +305,7 @@ def test_a_prompt_longer_than_the_context_is_one_clear_error(
         message = events[-1]["data"]["message"]
         assert message.startswith("the model server answered HTTP 400: ")
         assert "maximum context length is 1024 tokens" in message
-        assert requests_in_log(small) == 1  # a 4xx is not retried
+        assert requests_in_log(small) == 2  # the empty stream, then once without streaming: no retry
 
 
 def test_a_stalled_server_times_out(
