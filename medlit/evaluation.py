@@ -154,7 +154,7 @@ def evaluate_answers(
 
     settings = settings or get_settings()
     sets = [(Path(p), read_answer_questions(p, limit)) for p in question_files]
-    gen = make_generator(generator, settings.answer)
+    gen = make_generator(generator, settings.answer, home=settings.home)
     embedder = embedder or embedder_from_settings(settings)
     with eval_library(
         [Path(c) for c in corpora], distractors, settings, embedder, workdir, progress

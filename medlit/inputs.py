@@ -18,7 +18,7 @@ from indexes.hit import Filters
 from medlit.library import make_filters
 
 Mode = Literal["hybrid", "dense", "bm25"]
-GeneratorName = Literal["extractive", "openai", "local"]
+GeneratorName = Literal["auto", "extractive", "openai", "local"]
 Term = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 

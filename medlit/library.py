@@ -117,7 +117,7 @@ class Library:
         key = generator or "default"
         if key not in cache:
             gen = self._generator if generator is None and self._generator is not None else None
-            gen = gen or make_generator(generator, self.settings.answer)
+            gen = gen or make_generator(generator, self.settings.answer, home=self.settings.home)
             cache[key] = Answerer(self.store, self.settings, generator=gen, searcher=self.searcher())
         return cache[key]
 

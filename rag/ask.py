@@ -54,7 +54,9 @@ class Answerer:
         self.store = store
         self.settings = settings
         self.searcher = searcher or Searcher(store, settings, embedder=embedder)
-        self.generator = generator if generator is not None else make_generator(None, settings.answer)
+        if generator is None:
+            generator = make_generator(None, settings.answer, home=settings.home)
+        self.generator = generator
 
     @property
     def embedder(self) -> Any:

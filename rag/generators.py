@@ -1,8 +1,11 @@
 """Answer generators, one interface: ``generate(question, evidence) -> Draft`` (and ``stream`` for models).
 
-- ``ExtractiveGenerator`` (default): no model; picks the retrieved sentences that best answer the question.
+- ``ExtractiveGenerator``: no model; picks the retrieved sentences that best answer the question.
 - ``OpenAIGenerator``: any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp server, OpenAI).
 - ``LocalGenerator``: a GGUF file through llama-cpp-python, or a transformers model directory.
+
+``auto`` (the default setting) is the OpenAIGenerator pointed at the local model server of ``medlit llm
+serve`` when its state file says it runs (``rag.llm_server``), the ExtractiveGenerator otherwise.
 
 Whatever a generator writes is only a draft: ``rag.verify`` decides what the user sees.
 """
@@ -26,6 +29,7 @@ from foundation.redaction import redact, register_secret
 from foundation.settings import AnswerSettings
 from rag.evidence import Design, EvidenceLevel
 from rag.focus import Focus
+from rag.llm_server import running_server
 from rag.sentences import SourceSentence
 
 log = logging.getLogger("medlit.generate")
@@ -436,12 +440,14 @@ class OpenAIGenerator:
     """Chat completions from any OpenAI-compatible server, streamed (server-sent events).
 
     Retries a 5xx or a refused connection (backoff with jitter); a 4xx is reported at once; a stream that
-    stops before the server says it is done is an error, never a silently shortened answer.
+    stops before the server says it is done is an error, never a silently shortened answer. A stream that
+    ends empty, before its first event, is asked once more without streaming, for the server's own answer
+    or error: llama-cpp-python refuses a prompt longer than its context so (a 400 only when not streaming).
     """
 
-    def __init__(self, settings: AnswerSettings, *, transport: Any = None) -> None:
+    def __init__(self, settings: AnswerSettings, *, transport: Any = None, name: str | None = None) -> None:
         self.settings = settings
-        self.name = f"openai:{settings.model}"
+        self.name = name or f"openai:{settings.model}"
         self.transport = transport
         self.key = settings.api_key.get_secret_value() if settings.api_key is not None else None
         if self.key:
@@ -493,6 +499,12 @@ class OpenAIGenerator:
                         emitted = True
                         yield piece
                     return
+            except _EmptyStream:
+                if not payload["stream"]:
+                    raise GenerationError("the model server sent an empty answer") from None
+                payload = {**payload, "stream": False}
+                log.info("model server: empty stream; asking once without streaming")
+                continue
             except _Retry as exc:
                 reason = str(exc)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -521,6 +533,10 @@ class _Retry(Exception):
     pass
 
 
+class _EmptyStream(Exception):
+    """The stream ended before its first event."""
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -536,12 +552,15 @@ def _read_events(resp: Any) -> Iterator[str]:
         except (ValueError, KeyError, IndexError, TypeError):
             raise GenerationError("the model server returned JSON that is not a chat completion") from None
         return
-    finished = False
+    finished = events = False
     for line in resp.iter_lines():
         if not line.startswith("data:"):
             continue
+        events = True
         data = line[5:].strip()
         if data == "[DONE]":
+            if not finished:  # llama-cpp-python ends an interrupted answer so, without a finish_reason
+                break
             return
         try:
             event = json.loads(data)
@@ -556,6 +575,8 @@ def _read_events(resp: Any) -> Iterator[str]:
                 yield delta["content"]
             if choice.get("finish_reason"):
                 finished = True
+    if not events:
+        raise _EmptyStream
     if not finished:
         raise GenerationError(
             "the model's answer was cut off midway (the stream ended early); nothing is shown"
@@ -571,8 +592,8 @@ class LocalGenerator:
     def __init__(self, settings: AnswerSettings) -> None:
         if not settings.local_model:
             raise InputError(
-                "the local generator needs a model: set MEDLIT_ANSWER__LOCAL_MODEL to a .gguf file "
-                "or a transformers model directory"
+                "the local generator needs a model: run `medlit llm install` (or make llm), or set "
+                "MEDLIT_ANSWER__LOCAL_MODEL to a .gguf file or a transformers model directory"
             )
         path = Path(settings.local_model).expanduser()
         if not path.exists():
@@ -590,7 +611,14 @@ class LocalGenerator:
                 from llama_cpp import Llama
             except ImportError:
                 raise InputError("GGUF models need llama-cpp-python: pip install 'medlit[llama]'") from None
-            self._model = ("llama", Llama(model_path=str(self.path), n_ctx=8192, verbose=False))
+            llama = Llama(
+                model_path=str(self.path),
+                n_ctx=self.settings.n_ctx,
+                n_threads=self.settings.threads,
+                n_threads_batch=self.settings.threads,
+                verbose=False,
+            )
+            self._model = ("llama", llama)
         else:
             try:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -633,16 +661,36 @@ class LocalGenerator:
         yield tokenizer.decode(output[0][inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
-GENERATORS = ("extractive", "openai", "local")
+GENERATORS = ("auto", "extractive", "openai", "local")
 
 
-def make_generator(name: str | None, settings: AnswerSettings, *, transport: Any = None) -> Any:
-    """The generator called ``name`` (default: the settings' choice)."""
+def make_generator(
+    name: str | None, settings: AnswerSettings, *, home: Path | None = None, transport: Any = None
+) -> Any:
+    """The generator called ``name`` (default: the settings' choice). ``home`` (the data directory) is
+    where ``auto`` looks for the local model server and ``local`` for the installed model."""
     name = (name or settings.generator).lower()
+    if name == "auto":
+        server = running_server(home)
+        if server is None:
+            return ExtractiveGenerator(max_sentences=settings.max_sentences)
+        served = settings.model_copy(update={"base_url": server.base_url, "model": server.model})
+        return OpenAIGenerator(served, transport=transport, name=server.label)
     if name == "extractive":
         return ExtractiveGenerator(max_sentences=settings.max_sentences)
     if name == "openai":
+        server = running_server(home) if settings.model == "default" else None
+        if server is not None and settings.base_url.rstrip("/") == server.base_url:
+            # the default base_url is where `medlit llm serve` listens: name the model it serves
+            served = settings.model_copy(update={"model": server.model})
+            return OpenAIGenerator(served, transport=transport, name=server.label)
         return OpenAIGenerator(settings, transport=transport)
     if name == "local":
+        if not settings.local_model and home is not None:
+            from rag.llm_models import default_installed_model
+
+            installed = default_installed_model(home)
+            if installed is not None:
+                settings = settings.model_copy(update={"local_model": str(installed[1])})
         return LocalGenerator(settings)
     raise InputError(f"unknown generator {name!r}: choose one of {', '.join(GENERATORS)}")

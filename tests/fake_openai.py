@@ -94,6 +94,18 @@ class Reply:
         return cls("cut", text=text, after=after, chunked=chunked)
 
     @classmethod
+    def interrupted(cls, text: Text, *, after: int = 2) -> Reply:
+        """Stream ``after`` content chunks, then ``[DONE]`` with no finish_reason and a well-closed body:
+        how llama-cpp-python's server ends an answer it interrupts for another request."""
+        return cls("interrupted", text=text, after=after)
+
+    @classmethod
+    def empty_stream(cls) -> Reply:
+        """200, ``text/event-stream``, and a body that ends before any event: how llama-cpp-python answers
+        a streaming request whose prompt does not fit its context (the error stays in its log)."""
+        return cls("empty_stream")
+
+    @classmethod
     def stream_error(cls, message: str = "model overloaded") -> Reply:
         """200 and a stream whose first event is ``{"error": {...}}``."""
         return cls("stream_error", message=message)
@@ -204,6 +216,10 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.stream is False or not request.body.get("stream"):
             self._json(200, _completion(model, text))
             return
+        if reply.kind == "empty_stream":
+            self._start_stream(chunked=True)
+            self._end_chunks()
+            return
         if reply.kind == "stream_error":
             self._start_stream(chunked=True)
             self._event({"error": {"message": reply.message, "type": "server_error"}}, chunked=True)
@@ -215,6 +231,10 @@ class _Handler(BaseHTTPRequestHandler):
         for sent, piece in enumerate(_pieces(text)):
             if reply.kind == "cut" and sent >= reply.after:
                 self.close_connection = True  # the socket closes with the body unfinished
+                return
+            if reply.kind == "interrupted" and sent >= reply.after:
+                self._write("data: [DONE]\n\n", chunked=chunked)
+                self._end_chunks()
                 return
             self._event(_chunk(model, {"content": piece}), chunked=chunked)
         self._event(_chunk(model, {}, finish="stop"), chunked=chunked)

@@ -412,6 +412,32 @@ def test_a_stream_cut_after_a_sentence_ends_in_an_error_not_an_answer(answerer, 
         assert "In a randomized trial" not in event["data"]["text"]  # the sentence that was cut
 
 
+def test_a_stream_ended_without_a_finish_reason_is_an_error(answerer, fake: FakeOpenAI) -> None:
+    """llama-cpp-python ends an answer it interrupts (another request came) with a regular [DONE] and no
+    finish_reason: that is a cut answer, not a short one."""
+    fake.script(Reply.interrupted(faithful, after=4))
+    with pytest.raises(GenerationError, match=r"cut off midway \(the stream ended early\)"):
+        answerer().ask(QUESTION)
+    assert [r.reply for r in fake.requests] == ["interrupted"]
+
+
+def test_an_empty_stream_is_asked_again_without_streaming(answerer, fake: FakeOpenAI) -> None:
+    """llama-cpp-python answers a streamed prompt longer than its context with an empty stream; asked again
+    without streaming it says why (400), and that is the error."""
+    message = "This model's maximum context length is 512 tokens. However, you requested 860 tokens"
+    fake.script(Reply.empty_stream(), Reply.error(400, message=message))
+    with pytest.raises(
+        GenerationError, match=r"^the model server answered HTTP 400: .*maximum context length"
+    ):
+        answerer(max_retries=2).ask(QUESTION)
+    assert [(r.reply, r.body["stream"]) for r in fake.requests] == [("empty_stream", True), ("error", False)]
+
+    fake.script(Reply.empty_stream(), faithful)  # a server that streamed nothing but can answer
+    answer = answerer().ask(QUESTION)
+    assert not answer.abstained and {c.pmid for c in answer.citations} == {501, 502}
+    assert fake.requests[-1].body["stream"] is False
+
+
 def test_a_500_is_retried_then_answered(answerer, fake: FakeOpenAI, caplog) -> None:
     caplog.set_level(logging.INFO, logger="medlit")
     fake.script(Reply.error(500), faithful)
