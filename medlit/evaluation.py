@@ -60,6 +60,7 @@ def score_answers(answerer: Answerer, questions: list[AnswerQuestion]) -> dict[s
     cited = in_retrieved = relevant_cited = sentences = supported = on_point = abstained = 0
     relevant_hits = all_relevant = answered = set_aside = 0
     verdicts: list[tuple[str, str]] = []  # (gold, predicted) for every labelled question
+    candidates: dict[str, list[tuple[str, str]]] = {}  # the same for each verdict formed (model, stances...)
     times = []
     for question in questions:
         started = time.perf_counter()
@@ -72,6 +73,11 @@ def score_answers(answerer: Answerer, questions: list[AnswerQuestion]) -> dict[s
         if question.label:
             predicted = _label(answer.verdict) if not answer.abstained else "none"
             verdicts.append((question.label, predicted))
+            for name in ("classifier", "model", "stances"):
+                formed = answer.trace.verdicts.get(name)
+                candidates.setdefault(name, []).append(
+                    (question.label, _label(formed) if not answer.abstained else "none")
+                )
         if answer.abstained:
             abstained += 1
             continue
@@ -103,6 +109,11 @@ def score_answers(answerer: Answerer, questions: list[AnswerQuestion]) -> dict[s
         "macro_f1": round(_macro_f1(verdicts), 4) if verdicts else None,
         "accuracy_answered": _share(sum(g == p for g, p in answered_verdicts), len(answered_verdicts)),
         "always_yes": _share(sum(g == "yes" for g, _p in verdicts), len(verdicts)),
+        "accuracy_by_basis": {
+            name: _share(sum(g == p for g, p in pairs), len(pairs))
+            for name, pairs in candidates.items()
+            if any(p not in ("none", "missing") for _g, p in pairs)
+        },
         "p50_ms": round(statistics.median(times), 1),
         "p99_ms": round(_percentile(times, 99), 1),
     }

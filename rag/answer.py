@@ -133,6 +133,7 @@ class Trace:
     threshold: float | None = None  # abstention threshold it was compared with
     live: dict[str, Any] | None = None  # the PubMed query and counts when --live fetched new records
     timings_ms: dict[str, float] = field(default_factory=dict)
+    verdicts: dict[str, str] = field(default_factory=dict)  # every verdict formed: model, classifier, stances
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,6 +147,7 @@ class Trace:
             "threshold": self.threshold,
             "live": self.live,
             "timings_ms": {name: round(ms, 1) for name, ms in self.timings_ms.items()},
+            "verdicts": dict(self.verdicts),
         }
 
 

@@ -57,6 +57,7 @@ class Answerer:
         if generator is None:
             generator = make_generator(None, settings.answer, home=settings.home)
         self.generator = generator
+        self._verdict_model: Any = None  # loaded on the first yes/no question (False: none configured)
 
     @property
     def embedder(self) -> Any:
@@ -235,8 +236,10 @@ class Answerer:
         return answer
 
     def _decide(self, answer: Answer, evidence: Evidence, model_verdict: str | None) -> None:
-        """The verdict of a yes/no question and what it rests on; the for/against counts of the cited
-        studies. A question that is not yes/no gets no verdict (a model's "Verdict:" line is dropped)."""
+        """The verdict of a yes/no question and what it rests on, and the for/against counts of the cited
+        studies. Every verdict formed is kept in the trace; the one shown is, first found: a trained verdict
+        classifier's (``answer.verdict_model``), the model's "Verdict:" line, the cited studies' stances.
+        A question that is not yes/no gets no verdict (a model's "Verdict:" line is dropped)."""
         focus = evidence.focus
         if focus is not None and not focus.yes_no:
             return
@@ -244,16 +247,37 @@ class Answerer:
         if counted is not None:
             answer.stance_summary = counted.summary
             answer.stances = counted.counts
+        chosen: list[tuple[str, str]] = []  # (verdict, basis)
+        classifier = self.verdict_model()
+        if classifier is not None:
+            prediction = classifier.predict(evidence)
+            answer.trace.verdicts["classifier"] = prediction.label
+            p = prediction.probabilities.get(prediction.label, 0.0)
+            chosen.append((prediction.label, f"the verdict classifier {classifier.source.name} (p={p:.2f})"))
         if model_verdict is not None:
-            answer.verdict = "uncertain" if model_verdict == "maybe" else model_verdict
-            answer.verdict_basis = f"the model {self.generator.name}"
-        elif counted is not None:
-            answer.verdict = counted.verdict
-            answer.verdict_basis = f"the stances of the cited studies ({counted.summary})"
+            answer.trace.verdicts["model"] = model_verdict
+            chosen.append((model_verdict, f"the model {self.generator.name}"))
+        if counted is not None:
+            answer.trace.verdicts["stances"] = counted.verdict
+            chosen.append((counted.verdict, f"the stances of the cited studies ({counted.summary})"))
+        if chosen:
+            answer.verdict, answer.verdict_basis = chosen[0]
         if evidence.missing_primary and answer.verdict is not None and focus is not None:
             primary = focus.primary.text if focus.primary else "the question's subject"
             answer.verdict = "uncertain"
             answer.verdict_basis = f"no retrieved article studies {primary}"
+
+    def verdict_model(self) -> Any:
+        """The trained verdict classifier of the settings (or $MEDLIT_HOME/models/verdict), or None."""
+        if self._verdict_model is None:
+            path = self.settings.trained_model(self.settings.answer.verdict_model, "verdict")
+            if path is None:
+                self._verdict_model = False
+            else:
+                from rag.verdict import VerdictClassifier
+
+                self._verdict_model = VerdictClassifier.load(path)
+        return self._verdict_model or None
 
     def _draft(self, evidence: Evidence) -> Draft:
         draft = self.generator.generate(evidence)

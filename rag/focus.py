@@ -335,6 +335,7 @@ def read_question(question: str) -> Focus:
     )
 
     concepts: list[Concept] = []
+    starts: list[int] = []  # where each concept begins in the question
     previous_population = False
     for phrase, begin in phrases:
         population_words = [w for w in phrase if w.lower() in _POPULATION_WORDS]
@@ -357,12 +358,8 @@ def read_question(question: str) -> Focus:
                 specificity=_specificity(specific, begin == 0),
             )
         )
+        starts.append(begin)
         previous_population = population
-    starts = [
-        begin
-        for _phrase, begin in phrases
-        if any(not is_generic(w) and w.lower() not in _POPULATION_WORDS for w in _phrase)
-    ]
     if yes_no:
         candidates = [(c, b) for c, b in zip(concepts, starts, strict=True) if c.role != "population"]
         after = [c for c, b in candidates if b > auxiliary] or [c for c, _b in candidates]
@@ -387,13 +384,6 @@ def read_question(question: str) -> Focus:
         concepts=concepts,
         age_groups=age_groups_in_question(text),
         direction=direction,
-    )
-
-
-def _has_specific(phrase: Sequence[str]) -> bool:
-    return any(
-        w.lower() not in _POPULATION_WORDS and (not is_generic(w) or (len(w) == 1 and w.isupper()))
-        for w in phrase
     )
 
 

@@ -4,6 +4,8 @@ populations, designs when publication types are thin, sizes, stances and the ver
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rag.evidence import EvidenceLevel, sample_size, studies_pooled, study_design
 from rag.focus import (
@@ -252,3 +254,11 @@ def test_a_marker_inside_a_sentence_keeps_its_place() -> None:
     assert marked.text(["[1]"]) == "The study by [1] found that LC is safe."
     assert "found" in marked.text() and "by  found" not in marked.text()
     assert marked_sentence("Effect was large [1], [2].").template == "Effect was large."
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_any_question_text_is_read_without_error(text: str) -> None:
+    focus = read_question(text)
+    assert all(c.keys for c in focus.concepts)
+    assert focus.primary is None or focus.primary in focus.concepts
