@@ -242,6 +242,18 @@ class Store:
             part = unique[start : start + chunk]
             yield from self.conn.execute(sql.format(ids=",".join("?" * len(part))), part).fetchall()
 
+    def known_mesh(self, names: Iterable[str]) -> set[str]:
+        """The names that are MeSH descriptors of some article in the library, as written there (an exact,
+        indexed lookup: callers pass the capitalisations to try)."""
+        wanted = list(dict.fromkeys(n for n in names if n))
+        if not wanted:
+            return set()
+        marks = ",".join("?" * len(wanted))
+        rows = self.conn.execute(
+            f"SELECT DISTINCT descriptor FROM article_mesh WHERE descriptor IN ({marks})", wanted
+        ).fetchall()
+        return {row[0] for row in rows}
+
     def count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM articles").fetchone()[0])
 

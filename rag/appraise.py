@@ -12,7 +12,7 @@ children (mean age 10.4 years)."), the for/against counts, and a verdict from th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,16 +32,28 @@ from rag.generators import FINDING, METHOD, Evidence, Source
 from rag.stance import UNCLEAR, StanceVote, study_stance, summarise, verdict_from_stances
 
 
-def appraise(evidence: Evidence, embedder: Any = None, focus: Focus | None = None) -> Evidence:
+def appraise(
+    evidence: Evidence,
+    embedder: Any = None,
+    focus: Focus | None = None,
+    known: Callable[[list[str]], set[str]] | None = None,
+) -> Evidence:
     """Read every retrieved source against the question (see the module docstring), in place: the sources'
     concepts, design, size, population and stance, the evidence's focus and whether the primary concept is
-    missing. Returns ``evidence``."""
+    missing. ``known`` looks names up among the library's MeSH descriptors (``Store.known_mesh``).
+
+    A strong primary concept (a drug, a gene, a MeSH-indexed procedure: ``Focus.strong_primary``) must be
+    named by an article for it to be about the question. A weak one ("discrepancy", "pretreatment") need
+    not be: an article naming at least half of the question's other main concepts is about it too, and no
+    "no retrieved article studies ..." is claimed for such a word. Returns ``evidence``."""
     focus = focus or read_question(evidence.question)
     focus.learn_synonyms(
         (f"{s.title} {s.text}" for s in evidence.sources),
         [h for s in evidence.sources for h in (*s.mesh, *s.keywords)],
     )
     primary = focus.primary
+    strong = focus.strong_primary(known)
+    others = [c for c in focus.main if c is not primary]
     sims = evidence.vectors @ evidence.question_vector if len(evidence.sentences) else np.zeros(0)
     by_source: dict[int, list[int]] = {}
     for i, sentence in enumerate(evidence.sentences):
@@ -51,6 +63,9 @@ def appraise(evidence: Evidence, embedder: Any = None, focus: Focus | None = Non
         mentioned = focus.mentioned(f"{source.title} {abstract}", (*source.mesh, *source.keywords))
         source.mentions = [c.text for c in mentioned]
         source.on_primary = primary is not None and any(c is primary for c in mentioned)
+        if primary is not None and not strong and not source.on_primary and others:
+            named = sum(any(c is m for m in mentioned) for c in others)
+            source.on_primary = named >= max(1, -(-len(others) // 2))
         source.design = study_design(source.publication_types, source.mesh, source.title, abstract)
         source.sample_size = sample_size(abstract)
         if source.design.level == EvidenceLevel.SYSTEMATIC_REVIEW:
@@ -63,7 +78,9 @@ def appraise(evidence: Evidence, embedder: Any = None, focus: Focus | None = Non
                 evidence, source, by_source.get(source.pmid, []), sims, focus
             )
     evidence.focus = focus
-    evidence.missing_primary = primary is not None and not any(s.on_primary for s in evidence.sources)
+    evidence.missing_primary = (
+        primary is not None and strong and not any(s.on_primary for s in evidence.sources)
+    )
     if evidence.missing_primary and primary is not None:
         evidence.closest = _closest(evidence, primary.text, embedder)
     return evidence

@@ -93,7 +93,7 @@ class Answerer:
         timings["embed_sentences"] = (time.perf_counter() - started) * 1000
         trace.relevance = evidence.relevance()
         started = time.perf_counter()
-        appraise(evidence, self.embedder)
+        appraise(evidence, self.embedder, known=self.store.known_mesh)
         timings["appraise"] = (time.perf_counter() - started) * 1000
         return hits, evidence, trace
 

@@ -19,7 +19,7 @@ the elderly drawn from a paediatric cohort can be flagged.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -78,6 +78,13 @@ GENERIC = frozenset(
     recommended recommendation justify justified warrant warranted indicated preferred acceptable
     worthwhile necessary sufficient insufficient optimal better superior inferior equivalent comparable
     describe list name explain tell summarize summarise link links
+    advantage advantages disadvantage alternative alternatives interest discrepancy discrepancies uniformity
+    consistency variation variations variability trend trends prediction predictions simplification
+    production novel model models confounded confounding long-term short-term know knows knowledge
+    instead replace replaces replaced confer confers preventing starting started option options approach
+    place places key mechanism mechanisms etiologic aetiologic etiological implication implications
+    contribution feasibility possibility usefulness accuracy utility protein proteins gene genes mutation
+    mutations variant variants pathogenic abundant stand pill pills tablet molecule molecules
 
     patient patients people person persons subject subjects participant participants case cases group
     groups population populations sample samples cohort cohorts human humans disease diseases disorder
@@ -168,6 +175,23 @@ def _specificity(phrase: Sequence[str], first: bool) -> int:
     return 1 if any(len(t) >= 9 for t in phrase) else 0
 
 
+def _names(phrase: Sequence[str], first: bool) -> tuple[str, ...]:
+    """The folded name-like words of a phrase (digits or inner capitals; for a hyphenated one, its longest
+    part too: "p-crAssphage" is written "crAssphage" as often)."""
+    out: list[str] = []
+    for n, token in enumerate(phrase):
+        if not (any(c.isdigit() for c in token) or any(c.isupper() for c in token[1:])):
+            continue
+        if token.isdigit() or (first and n == 0 and not any(c.isupper() for c in token[1:])):
+            continue
+        out.append(stem(token))
+        if "-" in token:
+            longest = max(token.split("-"), key=len)
+            if len(longest) >= 4:
+                out.append(stem(longest))
+    return tuple(dict.fromkeys(out))
+
+
 def is_generic(word: str) -> bool:
     lower = word.lower()
     return (
@@ -175,6 +199,16 @@ def is_generic(word: str) -> bool:
         or (len(lower) < 2 and not lower.isdigit())
         or (lower.endswith("ly") and len(lower) > 4)
     )
+
+
+# Words that name drugs by their international non-proprietary name stems (WHO): -mab, -nib, -vir, -statin...
+_DRUG = re.compile(
+    r"(?:mab|nib|vir|statin|sone|olone|olol|pril|sartan|azole|cillin|mycin|floxacin|cycline|tide|parin|dronate|"
+    r"platin|taxel|rubicin|gliptin|gliflozin|glitazone|prazole|tidine|setron|triptan|dipine|caine|azepam|"
+    r"oxetine|pramine|barbital|profen|coxib|lukast|terol|xaban|gatran|lutamide|relin|formin|vastatin|thiazide|"
+    r"semide|mide|navir|buvir|ciclovir|amivir|conazole|fungin|kinra|cept|ase)$",
+    re.I,
+)
 
 
 # ----- concepts ---------------------------------------------------------------------------------------------
@@ -190,6 +224,7 @@ class Concept:
     keys: tuple[str, ...]  # folded words (a concept of several words is mentioned when most of them are)
     specificity: int = 0  # 2: a name (capitals inside the question, digits), 1: a long word, 0: plain
     synonyms: set[str] = field(default_factory=set)  # folded single words or phrases (space-joined stems)
+    names: tuple[str, ...] = ()  # folded name-like words ("KCNT2", "PIEZO1", "crAssphage"): one is enough
 
     def needed(self) -> int:
         """How many of the concept's words a text must hold: all of one or two, most of a longer one."""
@@ -209,6 +244,8 @@ class Concept:
         names only "laparoscopic" is not)."""
         if sum(k in found for k in self.keys) >= self.needed():
             return True
+        if any(n in found for n in self.names):
+            return True  # "the protein PIEZO1" is mentioned by a text that names PIEZO1
         if loose and self.anchors & found:
             return True
         return any(all(part in found for part in synonym.split()) for synonym in self.synonyms)
@@ -226,6 +263,30 @@ class Focus:
     concepts: list[Concept]
     age_groups: frozenset[str]  # the population's age groups, when the question names one
     direction: int = 0  # +1: asks whether something increases/improves; -1: reduces/prevents; 0: neither
+
+    def strong_primary(self, known: Callable[[list[str]], set[str]] | None = None) -> bool:
+        """Whether the primary concept names a thing articles are indexed or written by (a drug, a gene, a
+        procedure): a name with capitals or digits, a drug-like word, or a MeSH descriptor of the library
+        (``known`` looks names up). Against a weak one ("discrepancy", "pretreatment"), an article may be
+        about the question without using the word."""
+        primary = self.primary
+        if primary is None:
+            return False
+        if primary.specificity == 2 or any(_DRUG.search(w) for w in primary.text.split()):
+            return True
+        if known is None:
+            return False
+        words = primary.text.split()
+        forms = {primary.text, primary.text.capitalize(), primary.text.title()}
+        if len(words) == 2:  # MeSH inverts: "Cholecystectomy, Laparoscopic"
+            forms |= {
+                f"{words[1].capitalize()}, {words[0].capitalize()}",
+                f"{words[1].title()}, {words[0].title()}",
+            }
+        if primary.text.lower().endswith("s"):
+            singular = primary.text[:-1]
+            forms |= {singular.capitalize(), singular.title()}
+        return bool(known(sorted(forms)))
 
     @property
     def primary(self) -> Concept | None:
@@ -356,6 +417,7 @@ def read_question(question: str) -> Focus:
                 role="population" if population else "topic",
                 keys=keys,
                 specificity=_specificity(specific, begin == 0),
+                names=_names(specific, begin == 0),
             )
         )
         starts.append(begin)
