@@ -30,6 +30,7 @@ compares the PMIDs and content hashes inside the index with the library's.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -59,7 +60,10 @@ ANALYZER_NAME = "medlit_en"
 _LOCKS = (".tantivy-writer.lock", ".tantivy-meta.lock")
 _WRITER_HEAP = 192_000_000  # bytes tantivy buffers before it writes a segment (fewer segments to merge)
 _CHUNK = 2000  # articles read from the library at once
-_IO_TROUBLE = re.compile(r"IO error|\bIo[({ ]|os error \d+|StorageFull|No space left|File too large")
+_FULL_DISK_BYTES = 16 * 1024 * 1024  # less free than this after a writer died: the disk is full
+_IO_TROUBLE = re.compile(
+    r"IO error|\bIo[({ ]|io::Error|os error \d+|StorageFull|No space left|File too large|writer was killed"
+)
 
 
 def _tantivy() -> Any:
@@ -496,10 +500,10 @@ class LexicalIndex:
             report.bytes = sum(size for size, _d in manifest.files.values())
             self._commit(manifest, added, remove, replace_all=old is None)
         except (OSError, ValueError) as exc:  # tantivy's I/O errors come as ValueError
+            reason = _os_reason(exc, directory)  # before the partial files go: they fill the disk
             shutil.rmtree(path, ignore_errors=True)
             if isinstance(exc, ValueError) and not _IO_TROUBLE.search(str(exc)):
                 raise
-            reason = _os_reason(exc)
             raise LibraryError(
                 f"cannot write the index files of {path} ({reason}): the index in service is unchanged"
             ) from None
@@ -673,13 +677,24 @@ def _link_copy(source: Path, target: Path) -> None:
             shutil.copy2(entry, target / entry.name)
 
 
-def _os_reason(exc: BaseException) -> str:
-    """The operating system's reason in an OSError or in tantivy's "... 'File too large (os error 27)'"."""
+def _os_reason(exc: BaseException, directory: Path | None = None) -> str:
+    """The operating system's reason in an OSError or in tantivy's "... 'File too large (os error 27)'".
+
+    A writer thread that died of an I/O error is reported by tantivy without its cause ("An index writer
+    was killed"); when the index's disk is then (nearly) full, that is the reason given."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = str(exc)
     match = re.search(r"([A-Z][^'\"]*?) \(os error \d+\)", text) or re.search(r'message: "([^"]+)"', text)
-    return match.group(1) if match else text.strip()[-200:]
+    if match:
+        return match.group(1)
+    if directory is not None:
+        try:
+            if shutil.disk_usage(directory).free < _FULL_DISK_BYTES:
+                return os.strerror(errno.ENOSPC)
+        except OSError:
+            pass
+    return text.strip()[-200:]
 
 
 def _sha256(path: Path) -> str:

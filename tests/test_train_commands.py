@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from foundation.errors import InputError
 from foundation.settings import Settings
+from indexes.index_set import IndexSet
 from indexes.reranker_data import read_screening_csv
 from indexes.search import Searcher
 from ingest.run import ingest_jsonl
@@ -93,7 +94,7 @@ def library(fake_model_env: Path, tmp_path: Path) -> tuple[Settings, Path]:
     settings = Settings()
     with Store.open(settings) as store:
         ingest_jsonl(store, corpus)
-        Searcher(store, settings).dense.build(progress=False)
+        IndexSet(store, settings).build(progress=False)
     return settings, questions
 
 

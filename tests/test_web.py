@@ -425,7 +425,21 @@ def test_verdict_stances_notes_and_study_details_are_shown(page: Any, library: L
     assert page.locator("#answer-disclaimer").inner_text() == DISCLAIMER
 
 
-def test_an_older_answer_without_those_fields_shows_none_of_them(page: Any) -> None:
+def test_an_older_answer_without_those_fields_shows_none_of_them(page: Any, library: Library) -> None:
+    """An answer from a server older than the answers issue (no verdict, stances, notes, focus; citations
+    without stance, design or size) shows none of those parts, and still its citations."""
+    answer = library.ask(QUESTION).to_dict()
+    for key in ("verdict", "verdict_basis", "stance_summary", "stances", "notes", "focus", "off_point"):
+        answer.pop(key, None)
+    for citation in answer["citations"]:
+        for key in ("stance", "design", "sample_size", "size"):
+            citation.pop(key, None)
+    page.route(
+        "**/ask",
+        lambda route: route.fulfill(
+            status=200, headers={"Content-Type": "text/event-stream"}, body=_sse(*_stream_of(answer))
+        ),
+    )
     _ask(page, QUESTION)
     assert page.locator("#citations li").count() >= 1
     for hidden in ("#stances", "#notes-box", "#verdict"):
