@@ -1216,6 +1216,8 @@ def mcp_cmd(obj: _Context, transport: str, host: str, port: int) -> None:
         if transport == "http":
             click.echo(f"medlit MCP server for {settings.library_path} on http://{host}:{port}/mcp", err=True)
         serve(library, "http" if transport == "http" else "stdio", host=host, port=port)
+
+
 # ----- the local LLM -----------------------------------------------------------------------------
 
 
