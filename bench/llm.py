@@ -67,7 +67,8 @@ def abstracts(path: Path) -> list[dict[str, Any]]:
 
 
 def count_tokens(client: httpx.Client, base: str, text: str) -> int:
-    response = client.post(f"{base}/extras/tokenize/count", json={"input": text})
+    root = base.removesuffix("/").removesuffix("/v1")  # llama.cpp's extras live beside /v1, not in it
+    response = client.post(f"{root}/extras/tokenize/count", json={"input": text})
     response.raise_for_status()
     return int(response.json()["count"])
 

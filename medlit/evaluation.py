@@ -109,6 +109,11 @@ def score_answers(answerer: Answerer, questions: list[AnswerQuestion]) -> dict[s
         "macro_f1": round(_macro_f1(verdicts), 4) if verdicts else None,
         "accuracy_answered": _share(sum(g == p for g, p in answered_verdicts), len(answered_verdicts)),
         "always_yes": _share(sum(g == "yes" for g, _p in verdicts), len(verdicts)),
+        # a wrong "yes" or "no" is what misleads; an "uncertain" or no verdict only fails to help
+        "wrong_definite": _share(sum(p in ("yes", "no") and p != g for g, p in verdicts), len(verdicts)),
+        "verdicts_shown": {
+            name: sum(p == name for _g, p in verdicts) for name in ("yes", "no", "maybe", "missing", "none")
+        },
         "accuracy_by_basis": {
             name: _share(sum(g == p for g, p in pairs), len(pairs))
             for name, pairs in candidates.items()

@@ -66,6 +66,7 @@ def appraise(
         if primary is not None and not strong and not source.on_primary and others:
             named = sum(any(c is m for m in mentioned) for c in others)
             source.on_primary = named >= max(1, -(-len(others) // 2))
+        source.in_context = not others or any(c is m for c in others for m in mentioned)
         source.design = study_design(source.publication_types, source.mesh, source.title, abstract)
         source.sample_size = sample_size(abstract)
         if source.design.level == EvidenceLevel.SYSTEMATIC_REVIEW:
@@ -75,7 +76,7 @@ def appraise(
             source.population_clash = _population_phrase(f"{source.title} {abstract}", source.age_groups)
         if focus.yes_no:
             source.stance, source.stance_confidence = _stance(
-                evidence, source, by_source.get(source.pmid, []), sims, focus
+                evidence, source, by_source.get(source.pmid, []), sims, focus, strong
             )
     evidence.focus = focus
     evidence.missing_primary = (
@@ -87,10 +88,17 @@ def appraise(
 
 
 def _stance(
-    evidence: Evidence, source: Source, indices: list[int], sims: np.ndarray, focus: Focus
+    evidence: Evidence,
+    source: Source,
+    indices: list[int],
+    sims: np.ndarray,
+    focus: Focus,
+    strong: bool = False,
 ) -> tuple[str, float]:
     """The stance of one source from its finding sentences: conclusions, else results, else its last
-    three sentences; the title is never a finding."""
+    three sentences; the title is never a finding. A finding speaks to the question only when it is about
+    the question's subject: for a strong primary concept that the title does not name, only the findings
+    that name it count ("the colchicine combination reduced mortality" says nothing about dexamethasone)."""
     usable = [
         i
         for i in indices
@@ -110,6 +118,11 @@ def _stance(
             i for i in usable if FINDING.search(sentences[i].text) and not METHOD.search(sentences[i].text)
         ]
     chosen = conclusions + results if conclusions or results else usable[-3:]
+    primary = focus.primary
+    if strong and primary is not None and not any(c is primary for c in focus.mentioned(source.title)):
+        chosen = [i for i in chosen if any(c is primary for c in focus.mentioned(sentences[i].text))]
+        if not chosen:
+            return UNCLEAR, 0.0
     return study_stance(
         [evidence.sentences[i].text for i in chosen],
         [float(sims[i]) for i in chosen],
@@ -221,7 +234,11 @@ def tally(evidence: Evidence, cited: Sequence[int]) -> StanceTally | None:
         counts[source.stance] += 1
         counted.append((source.stance, source.design.label if source.design is not None else "study"))
         level = source.design.level if source.design is not None else EvidenceLevel.OTHER
-        votes.append(StanceVote(source.stance, source.stance_confidence, level, source.on_primary))
+        votes.append(
+            StanceVote(
+                source.stance, source.stance_confidence, level, source.on_primary and source.in_context
+            )
+        )
     if not votes:
         return None
     verdict, _for, _against = verdict_from_stances(votes)

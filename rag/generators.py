@@ -58,6 +58,7 @@ class Source:
     # read against the question by rag.appraise (defaults: not yet appraised)
     mentions: list[str] = field(default_factory=list)  # the question's main concepts it is about
     on_primary: bool = True  # it is about the question's primary concept
+    in_context: bool = True  # it names another main concept of the question too (its condition, outcome)
     design: Design | None = None
     sample_size: int | None = None
     studies: int | None = None  # for a review: how many studies it pooled
@@ -99,7 +100,10 @@ class Evidence:
         if self.focus is None:
             return list(self.sources)
         if not self.missing_primary:
-            return [s for s in self.sources if s.on_primary]
+            # dexamethasone for nausea is not evidence on dexamethasone in COVID-19: those that study the
+            # subject in the question's context first, the others only when none does
+            about = [s for s in self.sources if s.on_primary]
+            return [s for s in about if s.in_context] or about
         closest = self.closest[0] if self.closest is not None else None
         return [s for s in self.sources if s.pmid == closest and s.mentions]
 
@@ -272,7 +276,11 @@ METHOD = re.compile(
     r"considered\s+(?:statistically\s+)?significant)\b|\bwe\s+(?:reviewed|analy[sz]ed|studied|"
     r"retrospectively|prospectively|included|enrolled|recruited|collected|performed|conducted|compared|"
     r"identified|used)\b|\bbetween\s+(?:january|february|march|april|may|june|july|august|september|october|"
-    r"november|december|\d{4}))",
+    r"november|december|\d{4})|"
+    # a review's search: "the research was done on the PubMed database using the following terms"
+    r"\b(?:searched|search(?:es)?\s+(?:of|in|on|strategy|terms)|following\s+(?:search\s+)?terms|"
+    r"(?:was|were)\s+(?:done|performed|conducted)\s+(?:electronically\s+)?(?:on|in|using))\b|"
+    r"\b(?:pubmed|medline|embase|cochrane\s+library|web\s+of\s+science|scopus)\s+databases?\b)",
     re.IGNORECASE,
 )
 

@@ -288,6 +288,9 @@ def test_eval_answers_reports_grounding(settings: Settings, tmp_path: Path, corp
     assert report["abstention_rate"] == 0.5 and report["sentences_supported"] == 1.0
     # the one labelled question is answered with a verdict from the cited studies' stances
     assert report["cites_relevant"] == 1.0 and report["labelled"] == 1 and report["verdicts"] == 1
+    shown = report["verdicts_shown"]
+    assert sum(shown.values()) == 1 and shown["none"] == 0 and shown["missing"] == 0
+    assert report["wrong_definite"] == (1.0 if shown["no"] else 0.0)  # gold "yes": only a "no" is wrong
 
 
 # ----- fresh evidence on demand -------------------------------------------------------------------------

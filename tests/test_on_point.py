@@ -173,6 +173,61 @@ def test_a_question_about_nothing_retrieved_abstains(extractive: Answerer) -> No
     assert answer.abstained or answer.notes[0].startswith("No retrieved article studies tocilizumab")
 
 
+OTHER_CONTEXTS = [
+    {
+        "pmid": 501,
+        "title": "Dexamethasone for postoperative nausea and vomiting",
+        "abstract": "Dexamethasone is effective in reducing postoperative nausea and vomiting in "
+        "hospitalized patients after surgery, in a trial of 200 adults.",
+        "year": 2013,
+        "publication_types": ["Journal Article"],
+        "language": "eng",
+    },
+    {
+        "pmid": 502,
+        "title": "Treatment regimens and mortality in hospitalized COVID-19 patients",
+        "abstract": "All 209 hospitalized COVID-19 patients received corticosteroids (dexamethasone), with "
+        "or without colchicine. The colchicine combination significantly reduced mortality in "
+        "hospitalized COVID-19 patients.",
+        "year": 2021,
+        "publication_types": ["Journal Article"],
+        "language": "eng",
+    },
+]
+
+
+def test_the_drug_in_another_context_is_not_evidence_and_a_finding_on_another_drug_is_no_stance(
+    fake_model_env: Path, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "other.jsonl"
+    corpus.write_text("".join(json.dumps(a) + "\n" for a in OTHER_CONTEXTS))
+    with Store.open(Settings()) as store:
+        ingest_jsonl(store, corpus)
+        answerer = Answerer(store, Settings(), embedder=FakeEmbedder(256), generator=ExtractiveGenerator())
+        answerer.searcher.lexical.build(progress=False)
+        answerer.searcher.dense.build(progress=False)
+        answer = answerer.ask(DEXAMETHASONE, k=2)
+    assert sorted(answer.trace.retrieved) == [501, 502]
+    # dexamethasone for nausea says nothing about dexamethasone in COVID-19
+    assert [c.pmid for c in answer.citations] == [502]
+    assert "nausea" not in answer.text.lower()
+    # the cohort found that colchicine helped: no stance on dexamethasone, so no "yes" from it
+    assert answer.citations[0].stance == "unclear"
+    assert answer.verdict != "yes"
+
+
+def test_a_reviews_search_is_not_a_finding() -> None:
+    from rag.generators import METHOD
+
+    for text in (
+        "The research was done electronically on the PubMed database using the following terms: steroids.",
+        "MEDLINE and Embase were searched up to March 2020.",
+        "We searched PubMed for randomised trials.",
+    ):
+        assert METHOD.search(text), text
+    assert not METHOD.search("Dexamethasone reduced 28-day mortality (rate ratio 0.83).")
+
+
 # ----- a model's answer -------------------------------------------------------------------------------------
 
 
