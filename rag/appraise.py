@@ -128,6 +128,7 @@ def _stance(
         [float(sims[i]) for i in chosen],
         conclusion=[evidence.sentences[i].is_conclusion for i in chosen],
         direction=focus.direction,
+        safety=focus.safety,
     )
 
 
@@ -209,6 +210,14 @@ def answer_notes(evidence: Evidence, cited: dict[int, int]) -> list[str]:
         if source is not None and source.population_clash:
             notes.append(
                 f"Population: the question asks about {wanted}; [{number}] studies {source.population_clash}."
+            )
+    if focus.age_groups and cited:
+        described = [sources[p].age_groups for p in cited if p in sources]
+        if not any(groups & focus.age_groups for groups in described):
+            # not a clash, but not an answer about them either: the reader must know
+            notes.append(
+                f"Population: the question asks about {wanted}; none of the cited studies says it "
+                "studied them."
             )
     return notes
 

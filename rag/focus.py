@@ -263,6 +263,7 @@ class Focus:
     concepts: list[Concept]
     age_groups: frozenset[str]  # the population's age groups, when the question names one
     direction: int = 0  # +1: asks whether something increases/improves; -1: reduces/prevents; 0: neither
+    safety: bool = False  # asks whether something is safe (no worse), not whether it works
 
     def strong_primary(self, known: Callable[[list[str]], set[str]] | None = None) -> bool:
         """Whether the primary concept names a thing articles are indexed or written by (a drug, a gene, a
@@ -356,6 +357,7 @@ class Focus:
         }
 
 
+_SAFETY = frozenset("safe safety safely feasible feasibility tolerable tolerated acceptable".split())
 _DIRECTION_UP = frozenset(
     """increase increases increased increasing raise raises higher elevate elevated improve improves improved
     enhance enhances promote promotes worsen worsens aggravate induce induces cause causes""".split()  # noqa: SIM905
@@ -446,6 +448,7 @@ def read_question(question: str) -> Focus:
         concepts=concepts,
         age_groups=age_groups_in_question(text),
         direction=direction,
+        safety=yes_no and bool(lowered & _SAFETY) and not direction,
     )
 
 

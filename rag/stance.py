@@ -88,6 +88,14 @@ _DOWN = re.compile(
 )
 
 
+# What a safety question is answered by: harms (a safety finding of "no difference" in them is for safety)
+_HARM = re.compile(
+    r"\b(?:complications?|morbidity|mortality|deaths?|died|adverse|side[\s-]effects?|toxicit\w*|"
+    r"bleeding|injur\w*|conversions?|readmissions?|reoperations?|infections?|harms?)\b",
+    re.I,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class FindingScore:
     positive: float
@@ -95,12 +103,19 @@ class FindingScore:
     hedged: float
 
 
-def finding_polarity(sentence: str, direction: int = 0) -> tuple[int, bool]:
+def finding_polarity(sentence: str, direction: int = 0, safety: bool = False) -> tuple[int, bool]:
     """(+1 for a positive finding, -1 a negative one, 0 neither; hedged). ``direction`` is the question's
-    (+1: asks about an increase, -1: a reduction)."""
+    (+1: asks about an increase, -1: a reduction). For a safety question ("Is X safe in older adults?")
+    harms decide: no difference in complications speaks for safety, more of them against it."""
     negative = bool(_NEGATIVE.search(sentence))
     positive = bool(_POSITIVE.search(sentence))
     hedged = bool(_HEDGE.search(sentence))
+    if safety and _HARM.search(sentence):
+        up, down = bool(_UP.search(sentence)), bool(_DOWN.search(sentence))
+        if positive and up and not down:
+            return -1, hedged  # "significantly higher morbidity"
+        if negative or (positive and down and not up):
+            return 1, hedged  # "no significant difference in complications": no worse; "fewer complications"
     polarity = 0
     if negative and not positive:
         polarity = -1
@@ -121,13 +136,14 @@ def study_stance(
     *,
     conclusion: Sequence[bool] = (),
     direction: int = 0,
+    safety: bool = False,
 ) -> tuple[str, float]:
     """A study's stance from its finding sentences and their similarity to the question, and a confidence
     in [0, 1]. Conclusion sentences count double."""
     score = hedge = total = 0.0
     for i, (text, similarity) in enumerate(zip(sentences, similarities, strict=True)):
         weight = max(0.05, float(similarity)) * (2.0 if i < len(conclusion) and conclusion[i] else 1.0)
-        polarity, hedged = finding_polarity(text, direction)
+        polarity, hedged = finding_polarity(text, direction, safety)
         total += weight
         if hedged:
             hedge += weight

@@ -209,6 +209,17 @@ def test_the_polarity_of_a_finding(sentence: str, direction: int, polarity: int)
     assert finding_polarity(sentence, direction)[0] == polarity
 
 
+def test_a_safety_question_is_answered_by_harms() -> None:
+    assert read_question("Is laparoscopic cholecystectomy safe in elderly patients?").safety
+    assert not read_question("Does metformin reduce cancer incidence in type 2 diabetes?").safety
+    no_worse = "There was no significant difference in complications between older and younger patients."
+    assert finding_polarity(no_worse, 0, True)[0] == 1  # no worse: for safety
+    assert finding_polarity(no_worse, 0)[0] == -1  # no effect: against "does it work?"
+    assert finding_polarity("Morbidity was significantly higher in patients over 80.", 0, True)[0] == -1
+    assert finding_polarity("Conversions were significantly fewer after the change.", 0, True)[0] == 1
+    assert finding_polarity("Laparoscopic cholecystectomy was safe in older adults.", 0, True)[0] == 1
+
+
 def test_a_hedged_finding_is_unclear() -> None:
     stance, _confidence = study_stance(
         ["The role of corticosteroids remains controversial and further studies are needed."], [0.7]

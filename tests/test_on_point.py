@@ -216,6 +216,42 @@ def test_the_drug_in_another_context_is_not_evidence_and_a_finding_on_another_dr
     assert answer.verdict != "yes"
 
 
+def test_no_study_of_the_age_group_asked_about_is_said_and_leaves_the_verdict_uncertain(
+    fake_model_env: Path, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "adults.jsonl"
+    corpus.write_text(
+        json.dumps(
+            {
+                "pmid": 601,
+                "title": "Laparoscopic cholecystectomy outcomes",
+                "abstract": "Laparoscopic cholecystectomy is safe in patients, with no significant "
+                "difference in complications between day-case and overnight stay.",
+                "year": 2019,
+                "publication_types": ["Journal Article"],
+                "language": "eng",
+            }
+        )
+        + "\n"
+    )
+    with Store.open(Settings()) as store:
+        ingest_jsonl(store, corpus)
+        answerer = Answerer(store, Settings(), embedder=FakeEmbedder(256), generator=ExtractiveGenerator())
+        answerer.searcher.lexical.build(progress=False)
+        answerer.searcher.dense.build(progress=False)
+        answer = answerer.ask(ELDERLY, k=1)
+    assert [c.pmid for c in answer.citations] == [601]
+    assert answer.citations[0].stance == "supports"  # a safety question: no more complications is for it
+    assert answer.trace.verdicts.get("stances") == "yes"
+    assert (
+        "Population: the question asks about older adults; none of the cited studies says it studied them."
+        in answer.notes
+    )
+    assert answer.verdict == "uncertain" and answer.verdict_basis == (
+        "none of the cited studies says it studied older adults"
+    )
+
+
 def test_a_reviews_search_is_not_a_finding() -> None:
     from rag.generators import METHOD
 
