@@ -357,7 +357,9 @@ class Focus:
         }
 
 
-_SAFETY = frozenset("safe safety safely feasible feasibility tolerable tolerated acceptable".split())
+_SAFETY = frozenset(
+    ["safe", "safety", "safely", "feasible", "feasibility", "tolerable", "tolerated", "acceptable"]
+)
 _DIRECTION_UP = frozenset(
     """increase increases increased increasing raise raises higher elevate elevated improve improves improved
     enhance enhances promote promotes worsen worsens aggravate induce induces cause causes""".split()  # noqa: SIM905
