@@ -12,7 +12,7 @@ children (mean age 10.4 years)."), the for/against counts, and a verdict from th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,15 +211,21 @@ def answer_notes(evidence: Evidence, cited: dict[int, int]) -> list[str]:
             notes.append(
                 f"Population: the question asks about {wanted}; [{number}] studies {source.population_clash}."
             )
-    if focus.age_groups and cited:
-        described = [sources[p].age_groups for p in cited if p in sources]
-        if not any(groups & focus.age_groups for groups in described):
-            # not a clash, but not an answer about them either: the reader must know
-            notes.append(
-                f"Population: the question asks about {wanted}; none of the cited studies says it "
-                "studied them."
-            )
+    if age_group_unstudied(evidence, cited):  # not a clash, but no answer about them either
+        notes.append(
+            f"Population: the question asks about {wanted}; none of the cited studies says it studied them."
+        )
     return notes
+
+
+def age_group_unstudied(evidence: Evidence, cited: Iterable[int]) -> bool:
+    """The question names an age group and none of the cited articles (PMIDs) says it studied it."""
+    focus = evidence.focus
+    pmids = list(cited)
+    if focus is None or not focus.age_groups or not pmids:
+        return False
+    sources = evidence.by_pmid()
+    return not any(sources[p].age_groups & focus.age_groups for p in pmids if p in sources)
 
 
 @dataclass(slots=True)

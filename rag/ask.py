@@ -19,7 +19,7 @@ from indexes.hit import Filters, Hit
 from indexes.search import Searcher
 from ingest.store import Store
 from rag.answer import INSUFFICIENT, MISSING_CONCEPT, Answer, AnswerSentence, Citation, Trace
-from rag.appraise import answer_notes, appraise, tally
+from rag.appraise import age_group_unstudied, answer_notes, appraise, tally
 from rag.generators import (
     Draft,
     Evidence,
@@ -266,15 +266,15 @@ class Answerer:
             primary = focus.primary.text if focus.primary else "the question's subject"
             answer.verdict = "uncertain"
             answer.verdict_basis = f"no retrieved article studies {primary}"
-        elif answer.verdict is not None and focus is not None and focus.age_groups and answer.citations:
-            sources = evidence.by_pmid()
-            if not any(
-                sources[c.pmid].age_groups & focus.age_groups for c in answer.citations if c.pmid in sources
-            ):  # "safe in general" is not "safe in older adults"
-                answer.verdict = "uncertain"
-                answer.verdict_basis = (
-                    f"none of the cited studies says it studied {' and '.join(sorted(focus.age_groups))}"
-                )
+        elif (
+            answer.verdict is not None
+            and focus is not None
+            and age_group_unstudied(evidence, [c.pmid for c in answer.citations])
+        ):  # "safe in general" is not "safe in older adults"
+            answer.verdict = "uncertain"
+            answer.verdict_basis = (
+                f"none of the cited studies says it studied {' and '.join(sorted(focus.age_groups))}"
+            )
 
     def verdict_model(self) -> Any:
         """The trained verdict classifier of the settings (or $MEDLIT_HOME/models/verdict), or None."""

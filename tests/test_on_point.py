@@ -18,6 +18,7 @@ from foundation.settings import AnswerSettings, Settings
 from indexes.embedder import FakeEmbedder
 from ingest.run import ingest_jsonl
 from ingest.store import Store
+from rag.answer import Answer
 from rag.ask import Answerer
 from rag.generators import ExtractiveGenerator
 from tests.fake_openai import ChatRequest, FakeOpenAI
@@ -196,17 +197,22 @@ OTHER_CONTEXTS = [
 ]
 
 
-def test_the_drug_in_another_context_is_not_evidence_and_a_finding_on_another_drug_is_no_stance(
-    fake_model_env: Path, tmp_path: Path
-) -> None:
-    corpus = tmp_path / "other.jsonl"
-    corpus.write_text("".join(json.dumps(a) + "\n" for a in OTHER_CONTEXTS))
+def ask_over(articles: list[dict], tmp_path: Path, question: str, k: int) -> Answer:
+    """The extractive answer to ``question`` from a library of just ``articles`` (FakeEmbedder)."""
+    corpus = tmp_path / "articles.jsonl"
+    corpus.write_text("".join(json.dumps(a) + "\n" for a in articles))
     with Store.open(Settings()) as store:
         ingest_jsonl(store, corpus)
         answerer = Answerer(store, Settings(), embedder=FakeEmbedder(256), generator=ExtractiveGenerator())
         answerer.searcher.lexical.build(progress=False)
         answerer.searcher.dense.build(progress=False)
-        answer = answerer.ask(DEXAMETHASONE, k=2)
+        return answerer.ask(question, k=k)
+
+
+def test_the_drug_in_another_context_is_not_evidence_and_a_finding_on_another_drug_is_no_stance(
+    fake_model_env: Path, tmp_path: Path
+) -> None:
+    answer = ask_over(OTHER_CONTEXTS, tmp_path, DEXAMETHASONE, k=2)
     assert sorted(answer.trace.retrieved) == [501, 502]
     # dexamethasone for nausea says nothing about dexamethasone in COVID-19
     assert [c.pmid for c in answer.citations] == [502]
@@ -219,27 +225,16 @@ def test_the_drug_in_another_context_is_not_evidence_and_a_finding_on_another_dr
 def test_no_study_of_the_age_group_asked_about_is_said_and_leaves_the_verdict_uncertain(
     fake_model_env: Path, tmp_path: Path
 ) -> None:
-    corpus = tmp_path / "adults.jsonl"
-    corpus.write_text(
-        json.dumps(
-            {
-                "pmid": 601,
-                "title": "Laparoscopic cholecystectomy outcomes",
-                "abstract": "Laparoscopic cholecystectomy is safe in patients, with no significant "
-                "difference in complications between day-case and overnight stay.",
-                "year": 2019,
-                "publication_types": ["Journal Article"],
-                "language": "eng",
-            }
-        )
-        + "\n"
-    )
-    with Store.open(Settings()) as store:
-        ingest_jsonl(store, corpus)
-        answerer = Answerer(store, Settings(), embedder=FakeEmbedder(256), generator=ExtractiveGenerator())
-        answerer.searcher.lexical.build(progress=False)
-        answerer.searcher.dense.build(progress=False)
-        answer = answerer.ask(ELDERLY, k=1)
+    adults = {
+        "pmid": 601,
+        "title": "Laparoscopic cholecystectomy outcomes",
+        "abstract": "Laparoscopic cholecystectomy is safe in patients, with no significant "
+        "difference in complications between day-case and overnight stay.",
+        "year": 2019,
+        "publication_types": ["Journal Article"],
+        "language": "eng",
+    }
+    answer = ask_over([adults], tmp_path, ELDERLY, k=1)
     assert [c.pmid for c in answer.citations] == [601]
     assert answer.citations[0].stance == "supports"  # a safety question: no more complications is for it
     assert answer.trace.verdicts.get("stances") == "yes"
