@@ -268,33 +268,49 @@ def run_size(
         result["lexical_segments"] = lexical.segments
         result["lexical_bytes_per_article"] = round(lexical.bytes / articles)
 
-        log(f"{size:,}: dense index")
         embedder = ReplicatedVectors(model, base, len(citations))
-        spent = {"add": 0.0, "save": 0.0}
-        with timing(VectorIndex, "add", spent), timing(VectorIndex, "save", spent):
-            started = time.perf_counter()
-            dense = BenchDenseIndex(store, settings, embedder=embedder).build(kind=args.kind, progress=False)
-            result["dense_build_s"] = round(time.perf_counter() - started, 1)
-        result["dense_build_parts_s"] = {
-            "vectors": round(embedder.seconds, 1),
-            "faiss_add": round(spent["add"], 1),
-            "save_and_sha256": round(spent["save"], 1),
-            "rest (library reads, manifest)": round(
-                result["dense_build_s"] - embedder.seconds - spent["add"] - spent["save"], 1
-            ),
-        }
-        result["dense_kind"] = dense.kind
-        manifest = BenchDenseIndex(store, settings, embedder=embedder).manifest()
-        result["dense_bytes_per_article"] = round(folder_bytes(settings.index_dir / manifest.file) / articles)
-
         searcher = Searcher(store, settings, embedder=embedder)
         searcher.dense = BenchDenseIndex(store, settings, embedder=embedder)
         questions = [q.text for q in read_questions(args.questions)][: args.n_questions]
-        log(f"{size:,}: {len(questions)} questions x 3 modes")
-        result["load_during_search"] = os.getloadavg()[0]
-        for mode in ("bm25", "dense", "hybrid"):
-            result[mode] = timed(searcher, questions, mode)
-        result["dense_recall_at_10_vs_exact"] = recall_vs_exact(searcher.dense, embedder, questions, store)
+        modes = [m for m in ("bm25", "dense", "hybrid") if m in args.modes.split(",")]
+        if "bm25" in modes:  # first, and where its time goes: tantivy's search vs the library's reads
+            spent = {"search": 0.0}
+            with timing(LexicalIndex, "search", spent):
+                result["bm25"] = timed(searcher, questions, "bm25")
+            result["bm25"]["in_lexical_index_mean_ms"] = round(
+                spent["search"] * 1000 / (2 * len(questions)), 2
+            )
+        if modes != ["bm25"]:
+            log(f"{size:,}: dense index")
+            spent = {"add": 0.0, "save": 0.0}
+            with timing(VectorIndex, "add", spent), timing(VectorIndex, "save", spent):
+                started = time.perf_counter()
+                dense = BenchDenseIndex(store, settings, embedder=embedder).build(
+                    kind=args.kind, progress=False
+                )
+                result["dense_build_s"] = round(time.perf_counter() - started, 1)
+            result["dense_build_parts_s"] = {
+                "vectors": round(embedder.seconds, 1),
+                "faiss_add": round(spent["add"], 1),
+                "save_and_sha256": round(spent["save"], 1),
+                "rest (library reads, manifest)": round(
+                    result["dense_build_s"] - embedder.seconds - spent["add"] - spent["save"], 1
+                ),
+            }
+            result["dense_kind"] = dense.kind
+            manifest = BenchDenseIndex(store, settings, embedder=embedder).manifest()
+            result["dense_bytes_per_article"] = round(
+                folder_bytes(settings.index_dir / manifest.file) / articles
+            )
+
+            log(f"{size:,}: {len(questions)} questions x {len(modes)} modes")
+            result["load_during_search"] = os.getloadavg()[0]
+            for mode in modes:
+                if mode != "bm25":
+                    result[mode] = timed(searcher, questions, mode)
+            result["dense_recall_at_10_vs_exact"] = recall_vs_exact(
+                searcher.dense, embedder, questions, store
+            )
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result["parse_children_peak_rss_mb"] = round(
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -316,6 +332,9 @@ def main() -> None:
     parser.add_argument("--base-vectors", type=int, default=5000, help="demo citations embedded for real")
     parser.add_argument("--kind", default="auto", help="dense index kind (auto picks by size)")
     parser.add_argument("--keep", action="store_true", help="keep each size's library")
+    parser.add_argument(
+        "--modes", default="bm25,dense,hybrid", help="modes timed (bm25 alone: no dense index)"
+    )
     args = parser.parse_args()
     demo = sorted(args.demo.glob("*.xml.gz"))
     if not demo:

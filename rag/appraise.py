@@ -215,7 +215,23 @@ def answer_notes(evidence: Evidence, cited: dict[int, int]) -> list[str]:
         notes.append(
             f"Population: the question asks about {wanted}; none of the cited studies says it studied them."
         )
+    unreported = outcomes_unreported(evidence, cited)
+    if unreported:
+        named = " and ".join(unreported)
+        notes.append(f"Outcome: the question asks about {named}; none of the cited studies reports it.")
     return notes
+
+
+def outcomes_unreported(evidence: Evidence, cited: Iterable[int]) -> list[str]:
+    """The outcomes of a yes/no question (with an intervention) that none of the cited articles (PMIDs)
+    mentions: "Does metformin reduce cancer incidence ...?" answered from studies of glycaemic control."""
+    focus = evidence.focus
+    pmids = list(cited)
+    if focus is None or not focus.yes_no or not pmids or not focus.by_role("intervention"):
+        return []
+    sources = evidence.by_pmid()
+    mentioned = {text for p in pmids if p in sources for text in sources[p].mentions}
+    return [text for text in focus.by_role("outcome") if text not in mentioned]
 
 
 def age_group_unstudied(evidence: Evidence, cited: Iterable[int]) -> bool:

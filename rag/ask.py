@@ -19,7 +19,7 @@ from indexes.hit import Filters, Hit
 from indexes.search import Searcher
 from ingest.store import Store
 from rag.answer import INSUFFICIENT, MISSING_CONCEPT, Answer, AnswerSentence, Citation, Trace
-from rag.appraise import age_group_unstudied, answer_notes, appraise, tally
+from rag.appraise import age_group_unstudied, answer_notes, appraise, outcomes_unreported, tally
 from rag.generators import (
     Draft,
     Evidence,
@@ -275,6 +275,12 @@ class Answerer:
             answer.verdict_basis = (
                 f"none of the cited studies says it studied {' and '.join(sorted(focus.age_groups))}"
             )
+        elif answer.verdict is not None and focus is not None:
+            cited = [c.pmid for c in answer.citations]
+            unreported = outcomes_unreported(evidence, cited)
+            if unreported and len(unreported) == len(focus.by_role("outcome")):  # not one outcome asked about
+                answer.verdict = "uncertain"
+                answer.verdict_basis = f"none of the cited studies reports {' and '.join(unreported)}"
 
     def verdict_model(self) -> Any:
         """The trained verdict classifier of the settings (or $MEDLIT_HOME/models/verdict), or None."""

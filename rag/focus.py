@@ -409,12 +409,16 @@ def read_question(question: str) -> Focus:
             for w in phrase
             if w.lower() not in _POPULATION_WORDS and (not is_generic(w) or (len(w) == 1 and w.isupper()))
         ]
-        preceded_by_with = begin > 0 and tokens[begin - 1].lower() in ("with", "having", "suffering")
+        before = tokens[begin - 1].lower() if begin > 0 else ""
+        preceded_by_with = before in ("with", "having", "suffering")
+        # "Does metformin reduce cancer incidence in type 2 diabetes?": after a subject and an outcome,
+        # "in X" / "among X" names who was studied
+        setting = yes_no and before in ("in", "among") and len(concepts) >= 2
         if not specific:
             previous_population = bool(population_words)
             continue  # "elderly patients": an age group, read below; "patients" alone says nothing
         keys = tuple(dict.fromkeys(stem(w) for w in specific))
-        population = bool(population_words) or (preceded_by_with and previous_population)
+        population = bool(population_words) or (preceded_by_with and previous_population) or setting
         concepts.append(
             Concept(
                 text=" ".join(specific),

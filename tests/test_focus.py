@@ -54,6 +54,12 @@ from rag.stance import (
         ("Which enzyme is deficient in Wolman disease?", "Wolman", {"enzyme": "answer type"}),
         ("What is the mechanism of action of magrolimab?", "magrolimab", {}),
         ("Is SATB1 necessary for T-cell maturation?", "SATB1", {"T-cell maturation": "outcome"}),
+        (
+            "Does metformin reduce cancer incidence in type 2 diabetes?",
+            "metformin",
+            {"cancer incidence": "outcome", "type 2 diabetes": "population"},
+        ),
+        ("Is there a role for surgery in breast cancer?", "surgery", {"breast cancer": "outcome"}),
     ],
 )
 def test_the_main_concepts_their_roles_and_the_primary_one(question: str, primary: str, roles: dict) -> None:

@@ -247,6 +247,33 @@ def test_no_study_of_the_age_group_asked_about_is_said_and_leaves_the_verdict_un
     )
 
 
+def test_an_outcome_no_cited_study_reports_is_said_and_leaves_the_verdict_uncertain(
+    fake_model_env: Path, tmp_path: Path
+) -> None:
+    glycaemia = {
+        "pmid": 701,
+        "title": "Metformin and glycaemic control in type 2 diabetes: a randomized trial",
+        "abstract": "BACKGROUND: Metformin is first-line therapy. RESULTS: In 400 patients with type 2 "
+        "diabetes, metformin reduced HbA1c by 1.1% compared with placebo. CONCLUSIONS: Metformin "
+        "significantly reduced HbA1c.",
+        "year": 2018,
+        "publication_types": ["Randomized Controlled Trial"],
+        "language": "eng",
+    }
+    answer = ask_over(
+        [glycaemia], tmp_path, "Does metformin reduce cancer incidence in type 2 diabetes?", k=1
+    )
+    assert [c.pmid for c in answer.citations] == [701]
+    assert (
+        "Outcome: the question asks about cancer incidence; none of the cited studies reports it."
+        in answer.notes
+    )
+    # it reduced HbA1c: the stances say "yes", but that is no "yes" to a question about cancer
+    assert answer.trace.verdicts.get("stances") == "yes"
+    assert answer.verdict == "uncertain"
+    assert answer.verdict_basis == "none of the cited studies reports cancer incidence"
+
+
 def test_a_reviews_search_is_not_a_finding() -> None:
     from rag.generators import METHOD
 
