@@ -8,10 +8,13 @@ DEMO_DIR := .cache/demo
 DEMO_FILES := $(DEMO_DIR)/pubmed20n0014.xml.gz $(DEMO_DIR)/pubmed21n1298.xml.gz
 export MEDLIT_HOME ?= $(CURDIR)/medlit-data
 # llama-cpp-python has no wheel on PyPI: built once from source (the text-only library, about 4 minutes on
-# 2 cores, for this machine's CPU), kept in .cache/wheels (and pip's own wheel cache) for later installs.
+# 2 cores), kept in .cache/wheels/avx2 for later installs. Not for "this machine's CPU" (GGML_NATIVE): on a
+# Sapphire Rapids host whose kernel or sandbox does not grant AMX, a native build dies in its first answer
+# (general protection fault on `ldtilecfg`); AVX2 + FMA + F16C runs on any x86-64 CPU of the last decade.
 LLAMA_CPP := llama-cpp-python==0.3.36
-export CMAKE_ARGS ?= -DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF
-WHEELS := .cache/wheels
+export CMAKE_ARGS ?= -DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
+	-DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+WHEELS := .cache/wheels/avx2
 
 .PHONY: demo test lint format bench clean demo-data llm
 
@@ -21,7 +24,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# The CPU build of torch first: anything looser pulls a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
 	ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1 || \
-		nice -n 10 $(PIP) wheel --quiet --no-deps '$(LLAMA_CPP)' -w $(WHEELS)
+		nice -n 10 $(PIP) wheel --quiet --no-cache-dir --no-deps '$(LLAMA_CPP)' -w $(WHEELS)
+	$(PIP) install --quiet --no-deps --force-reinstall $(WHEELS)/llama_cpp_python-0.3.36-*.whl
 	$(PIP) install --quiet --find-links $(WHEELS) -e '.[test,bench]'
 	# Debian's chromium for the browser test (tests/test_web.py): Playwright drives it, never downloads one.
 	command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \

@@ -1,6 +1,7 @@
 """The local model server: llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``).
 
-``start_server`` runs it on 127.0.0.1 and waits until ``GET /v1/models`` answers; a small state file,
+``start_server`` runs it on 127.0.0.1 and waits until ``GET /v1/models`` answers and one token of a
+completion comes back (a build for instructions the host does not run dies there); a small state file,
 ``$MEDLIT_HOME/llm-server.json`` (pid, host, port, model, base_url, ...), tells other medlit commands that
 it is there: the ``auto`` generator uses it when it is alive, the extractive generator otherwise.
 
@@ -219,7 +220,8 @@ def require_llama_server() -> None:
     if missing:
         raise InputError(
             f"the local model server needs llama-cpp-python[server] ({', '.join(missing)} missing): "
-            "make llm, or CMAKE_ARGS='-DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF' pip install 'medlit[llama]'"
+            "make llm, or CMAKE_ARGS='-DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON "
+            "-DGGML_FMA=ON -DGGML_F16C=ON' pip install 'medlit[llama]'"
         )
 
 
@@ -301,6 +303,7 @@ def wait_ready(state: ServerState, process: subprocess.Popen[bytes], timeout: fl
         try:
             response = httpx.get(url, timeout=2.0)
             if response.status_code == 200:
+                first_completion(state, process, max(5.0, deadline - time.monotonic()), log_path)
                 return
         except httpx.HTTPError:
             pass
@@ -309,6 +312,31 @@ def wait_ready(state: ServerState, process: subprocess.Popen[bytes], timeout: fl
                 f"the model server did not answer {url} within {timeout:g} s: {_log_tail(log_path)}"
             )
         time.sleep(0.2)
+
+
+def first_completion(
+    state: ServerState, process: subprocess.Popen[bytes], timeout: float, log_path: Path
+) -> None:
+    """One token of a completion, so that a server that loads but cannot compute is an error now, not in
+    the user's first answer (a llama.cpp built for instructions the host does not run dies on it)."""
+    import httpx
+
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(
+            f"{state.base_url}/completions",
+            json={"prompt": "Hello", "max_tokens": 1, "temperature": 0.0},
+            timeout=timeout,
+        )
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(0.3)  # a crash is reaped at once
+    code = process.poll()
+    if code is not None:
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
+        raise ServerError(
+            f"the model server died on its first completion ({how}): llama-cpp-python was built for "
+            "instructions this machine does not run; rebuild it with the Makefile's CMAKE_ARGS (AVX2, not "
+            f"GGML_NATIVE): rm -rf .cache/wheels && make llm. Log: {_log_tail(log_path)}"
+        )
 
 
 def _log_tail(path: Path, lines: int = 5) -> str:

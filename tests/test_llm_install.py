@@ -204,3 +204,53 @@ def test_openai_keeps_its_own_server_and_name(tmp_path: Path) -> None:
 def test_local_without_an_installed_model_says_how_to_get_one(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="medlit llm install"):
         make_generator("local", AnswerSettings(), home=tmp_path)
+
+
+CRASHING_SERVER = r"""
+import json, os, signal, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = json.dumps({"data": [{"id": "m"}]}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):  # what a llama.cpp built for missing instructions does on its first token
+        sys.stdout.write("computing\n")
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+def test_a_server_that_dies_on_its_first_completion_is_an_error_at_start(tmp_path: Path) -> None:
+    import socket
+
+    from rag.llm_server import ServerError, wait_ready
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = tmp_path / "server.py"
+    script.write_text(CRASHING_SERVER)
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, str(script), str(port)], stdout=out, stderr=out)
+    state = ServerState(
+        pid=process.pid, host="127.0.0.1", port=port, model="m", model_path="m.gguf", n_ctx=512,
+        threads=1, started_at=0.0, log=str(log),
+    )  # fmt: skip
+    try:
+        with pytest.raises(ServerError, match=r"died on its first completion \(signal SIGSEGV\)") as caught:
+            wait_ready(state, process, 30.0, log)
+        assert "CMAKE_ARGS" in str(caught.value) and "computing" in str(caught.value)
+    finally:
+        process.kill()
+        process.wait()
