@@ -78,7 +78,9 @@ def reranker(args: argparse.Namespace) -> dict:
         questions = read_question_files([BIOASQ], TRAIN_BATCHES)
         started = time.perf_counter()
         modes = [m.strip() for m in args.mine.split(",") if m.strip()]
-        examples, summary = reranker_examples(searcher, questions, negatives=args.negatives, modes=modes)
+        examples, summary = reranker_examples(
+            searcher, questions, negatives=args.negatives, modes=modes, negatives_from=args.negatives_from
+        )
         mining = time.perf_counter() - started
     summary["batches"] = TRAIN_BATCHES
     trained = train_pair_classifier(
@@ -122,6 +124,7 @@ def rerank_eval(args: argparse.Namespace) -> dict:
         "mode": args.mode or "hybrid",
         "sets": {},
     }
+    rrf_k = settings.index.rrf_k
     with Store.open(settings) as store:
         searcher = Searcher(store, settings)
         searcher.search("warm up the embedder and the index", 10, mode=args.mode or "hybrid")
@@ -129,7 +132,7 @@ def rerank_eval(args: argparse.Namespace) -> dict:
         for name, questions in _sets():
             if args.limit:
                 questions = random.Random(7).sample(questions, min(args.limit, len(questions)))
-            rows = {"hybrid": [], "reranked": []}
+            rows = {"hybrid": [], "reranked": [], "fused": []}
             added = []
             for text, relevant in questions:
                 hits = searcher.search(text, max(10, args.candidates), mode=args.mode or "hybrid")
@@ -137,11 +140,23 @@ def rerank_eval(args: argparse.Namespace) -> dict:
                 rows["hybrid"].append(
                     (recall_at(ranked, relevant), ndcg_at(ranked, relevant), mrr_at(ranked, relevant))
                 )
+                order = [h.pmid for h in hits]
                 started = time.perf_counter()
                 reranked = model.rerank(text, hits)
                 added.append((time.perf_counter() - started) * 1000)
+                second = {h.pmid: rank for rank, h in enumerate(reranked[: args.candidates], start=1)}
                 ranked = [h.pmid for h in reranked[:10]]
                 rows["reranked"].append(
+                    (recall_at(ranked, relevant), ndcg_at(ranked, relevant), mrr_at(ranked, relevant))
+                )
+                # the reranker's order fused with the hybrid one (reciprocal ranks, the search's rrf_k)
+                first = {pmid: rank for rank, pmid in enumerate(order, start=1)}
+                fused = sorted(
+                    first,
+                    key=lambda p: -(1 / (rrf_k + first[p]) + 1 / (rrf_k + second.get(p, len(first) + 1))),
+                )
+                ranked = fused[:10]
+                rows["fused"].append(
                     (recall_at(ranked, relevant), ndcg_at(ranked, relevant), mrr_at(ranked, relevant))
                 )
             result = {}
@@ -152,6 +167,7 @@ def rerank_eval(args: argparse.Namespace) -> dict:
                     "mrr@10": round(statistics.fmean(v[2] for v in values), 4),
                 }
             result["ndcg_gain"] = round(result["reranked"]["ndcg@10"] - result["hybrid"]["ndcg@10"], 4)
+            result["ndcg_gain_fused"] = round(result["fused"]["ndcg@10"] - result["hybrid"]["ndcg@10"], 4)
             ordered = sorted(added)
             result["added_ms_p50"] = round(statistics.median(added), 1)
             result["added_ms_p99"] = round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1)
@@ -544,6 +560,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="Questions per set (0: all; abstention: 150).")
     parser.add_argument("--negatives", type=int, default=6)
     parser.add_argument("--mine", default="bm25,dense", help="Where hard negatives are mined (search modes).")
+    parser.add_argument("--negatives-from", default="judged", choices=["judged", "library"])
     parser.add_argument("--mode", default=None, help="Search mode of the candidates / evidence (hybrid).")
     parser.add_argument("--l2", type=float, default=30.0)
     parser.add_argument("--epochs", type=float)

@@ -103,6 +103,10 @@ def read_screening_csv(path: str | Path) -> list[LabelledQuestion]:
     return questions
 
 
+NEGATIVE_SOURCES = ("judged", "library")
+JUDGED_DEPTH = 100  # how deep the rankings are read for judged negatives (fewer of them rank high)
+
+
 def reranker_examples(
     searcher: Searcher,
     questions: Sequence[LabelledQuestion],
@@ -111,14 +115,32 @@ def reranker_examples(
     positives: int = 6,
     depth: int = 30,
     modes: Sequence[str] = ("bm25", "dense"),
+    negatives_from: str = "judged",
     progress: bool = True,
 ) -> tuple[list[PairExample], dict[str, Any]]:
     """Training pairs for the reranker, with counts for the manifest.
 
     For each question: up to ``positives`` relevant articles found in the library (label 1), its judged
-    excludes (label 0), and ``negatives`` hard negatives mined alternately from the BM25 and the dense top
-    ``depth`` (minus the relevant and the judged ones): what the reranker must learn to push down.
+    excludes (label 0), and ``negatives`` hard negatives mined alternately from the BM25 and the dense
+    rankings (minus the relevant and the judged ones): what the reranker must learn to push down.
+
+    ``negatives_from``: ``judged`` (the default) mines only articles that some other question of the
+    training data judged (its relevant ones or its excludes), from the top ``max(depth, JUDGED_DEPTH)``;
+    ``library`` mines any article of the top ``depth``. Judged negatives are of the same kind as the
+    positives: where the labelled articles differ in form from the rest of the library (BioASQ's corpus is
+    rebuilt from annotators' snippets, the distractors are whole abstracts), negatives from the library let
+    a model learn what a labelled document looks like instead of what answers the question (measured in
+    docs/benchmarks.md: nDCG@10 fell by 0.53 on PubMedQA). ``library`` is for a library of whole abstracts
+    on both sides, where it finds more, and harder, negatives.
     """
+    if negatives_from not in NEGATIVE_SOURCES:
+        raise InputError(
+            f"negatives_from must be one of {', '.join(NEGATIVE_SOURCES)} (got {negatives_from!r})"
+        )
+    pool: set[int] | None = None
+    if negatives_from == "judged":
+        pool = {p for q in questions for p in (*q.relevant, *q.irrelevant)}
+        depth = max(depth, JUDGED_DEPTH)
     store = searcher.store
     examples: list[PairExample] = []
     missing = 0
@@ -151,7 +173,11 @@ def reranker_examples(
                     )
                     judged_negatives += 1
             lists = [
-                [h for h in searcher.search(question.text, depth, unfiltered, mode) if h.pmid not in judged]
+                [
+                    h
+                    for h in searcher.search(question.text, depth, unfiltered, mode)
+                    if h.pmid not in judged and (pool is None or h.pmid in pool)
+                ]
                 for mode in modes
             ]
             chosen: dict[int, Hit] = {}
@@ -179,6 +205,7 @@ def reranker_examples(
         "positives_per_question": positives,
         "mining_depth": depth,
         "mining_modes": list(modes),
+        "negatives_from": negatives_from,
         "library_articles": store.count(),
     }
     return examples, summary
@@ -202,6 +229,7 @@ def train_reranker(
     base: str | Path | None = None,
     recipe: Any = None,
     negatives: int = 6,
+    negatives_from: str = "judged",
     engine: str = "local",
     ray_address: str | None = None,
     progress: bool = True,
@@ -225,7 +253,9 @@ def train_reranker(
                 f"the library {plain.library_path} is empty: ingest the articles the questions refer to first"
             )
         searcher = Searcher(store, plain)
-        examples, summary = reranker_examples(searcher, questions, negatives=negatives, progress=progress)
+        examples, summary = reranker_examples(
+            searcher, questions, negatives=negatives, negatives_from=negatives_from, progress=progress
+        )
     if not examples:
         raise InputError(
             "none of the relevant PMIDs is in the library: ingest the articles the questions refer to first"

@@ -823,6 +823,14 @@ def _print_trained(result: dict[str, Any], as_json: bool) -> None:
     show_default=True,
     help="Hard negatives per question.",
 )
+@click.option(
+    "--negatives-from",
+    type=click.Choice(["judged", "library"]),
+    default="judged",
+    show_default=True,
+    help="Mine hard negatives among the articles the training data judged (same kind as the positives), "
+    "or among any article of the library (when labelled and other articles are alike: whole abstracts).",
+)
 @train_options
 @pass_context
 @_fail_cleanly
@@ -832,6 +840,7 @@ def train_reranker_cmd(
     screening_files: tuple[Path, ...],
     batches: tuple[str, ...],
     negatives: int,
+    negatives_from: str,
     out: Path,
     base: Path | None,
     engine: str,
@@ -841,7 +850,8 @@ def train_reranker_cmd(
     **recipe: Any,
 ) -> None:
     """Fine-tune a reranker on (question, title + abstract) pairs: relevant PMIDs are positives, hard
-    negatives come from the library's own BM25 and dense results. Use it with MEDLIT_INDEX__RERANKER=DIR."""
+    negatives come from the library's own BM25 and dense results (by default only articles the training
+    data judged for another question). Use it with MEDLIT_INDEX__RERANKER=DIR."""
     from indexes.reranker_data import train_reranker
 
     trained = train_reranker(
@@ -853,6 +863,7 @@ def train_reranker_cmd(
         base=base,
         recipe=_recipe({}, **recipe),
         negatives=negatives,
+        negatives_from=negatives_from,
         engine=engine,
         ray_address=ray_address,
         progress=not quiet,

@@ -142,6 +142,40 @@ def test_train_reranker_then_search_reranks_with_it(
     assert result.exit_code == 0, result.output
 
 
+def test_hard_negatives_are_judged_articles_unless_the_library_is_asked_for(
+    library: tuple[Settings, Path],
+) -> None:
+    from indexes.reranker_data import read_question_files, reranker_examples
+    from indexes.reranking import document_text
+
+    settings, question_file = library
+    questions = read_question_files([question_file])
+    trials = {p for q in questions for p in q.relevant}  # the judged articles: one trial per question
+    with Store.open(settings) as store:
+        searcher = Searcher(store, settings)
+        texts = {
+            a.pmid: document_text(a.title, a.abstract) for a in store.get_many(range(1000, 1100)).values()
+        }
+        judged, judged_summary = reranker_examples(searcher, questions, negatives=3, progress=False)
+        anywhere, library_summary = reranker_examples(
+            searcher, questions, negatives=3, negatives_from="library", progress=False
+        )
+        with pytest.raises(InputError, match="negatives_from"):
+            reranker_examples(searcher, questions, negatives_from="web", progress=False)
+    by_text = {text: pmid for pmid, text in texts.items()}
+    judged_negatives = {by_text[e.second] for e in judged if e.label == 0}
+    library_negatives = {by_text[e.second] for e in anywhere if e.label == 0}
+    # judged: other questions' trials only, never the unjudged mouse studies; library: the mouse studies too
+    assert judged_negatives and judged_negatives <= trials
+    assert library_negatives - trials
+    assert judged_summary["negatives_from"] == "judged" and library_summary["negatives_from"] == "library"
+    # a question's own relevant article is never its negative
+    for example in judged:
+        if example.label == 0:
+            question = next(q for q in questions if q.key == example.group)
+            assert by_text[example.second] not in question.relevant
+
+
 def test_default_model_locations(fake_model_env: Path) -> None:
     settings = Settings()
     assert settings.trained_model(None, "reranker") is None
