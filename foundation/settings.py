@@ -102,6 +102,12 @@ class IndexSettings(BaseModel):
     rerank_candidates: int = Field(
         30, ge=1, le=1000, description="Fused candidates the reranker scores (latency grows with them)."
     )
+    rerank_fusion: bool = Field(
+        True,
+        description="Order the reranked candidates by reciprocal-rank fusion of the search's order and the "
+        "reranker's (rrf_k), instead of by the reranker's score alone (measured better on held-out "
+        "questions for the rerankers trained here: docs/benchmarks.md).",
+    )
 
 
 class AnswerSettings(BaseModel):

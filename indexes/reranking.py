@@ -1,7 +1,11 @@
 """Reranking hybrid candidates with a trained pair model (``indexes.reranker_data`` builds its pairs).
 
 ``PairReranker`` scores (question, title + abstract) of the top ``candidates`` fused hits with a
-``PairClassifier`` (task 'reranker'); P(relevant) becomes ``Hit.rerank_score`` (and ``Hit.score``).
+``PairClassifier`` (task 'reranker'); P(relevant) becomes ``Hit.rerank_score`` (and ``Hit.score``). With
+``fusion`` (an rrf_k), the candidates are ordered by reciprocal-rank fusion of their search rank and their
+reranker rank, which keeps what the search knew: a reranker trained on one kind of labelled documents
+(BioASQ's snippets) misjudges another (whole abstracts), and fusion lost less where it did and gained more
+where it did not (docs/benchmarks.md, "Training").
 """
 
 from __future__ import annotations
@@ -28,20 +32,28 @@ def document_text(title: str, abstract: str) -> str:
 class PairReranker:
     """Reorders the best ``candidates`` hits by a reranker's P(relevant); the rest keep their order."""
 
-    def __init__(self, model: PairClassifier, candidates: int = DEFAULT_CANDIDATES) -> None:
+    def __init__(
+        self, model: PairClassifier, candidates: int = DEFAULT_CANDIDATES, fusion: int | None = None
+    ) -> None:
         if model.task != "reranker":
             raise InputError(f"{model.directory} is a {model.task} model, not a reranker")
         self.model = model
         self.candidates = max(1, candidates)
+        self.fusion = fusion  # rrf_k of the fused order; None: the reranker's score alone
         self.positive = (
             model.labels.index("relevant") if "relevant" in model.labels else len(model.labels) - 1
         )
 
     @classmethod
     def load(
-        cls, path: str | Path, *, candidates: int = DEFAULT_CANDIDATES, cache_dir: Path | None = None
+        cls,
+        path: str | Path,
+        *,
+        candidates: int = DEFAULT_CANDIDATES,
+        cache_dir: Path | None = None,
+        fusion: int | None = None,
     ) -> PairReranker:
-        return cls(PairClassifier.load(path, cache_dir=cache_dir, task="reranker"), candidates)
+        return cls(PairClassifier.load(path, cache_dir=cache_dir, task="reranker"), candidates, fusion)
 
     def scores(self, query: str, texts: Sequence[str]) -> list[float]:
         probabilities = self.model.predict_proba([(query, text) for text in texts])
@@ -53,6 +65,10 @@ class PairReranker:
         head, tail = hits[: self.candidates], hits[self.candidates :]
         scores = self.scores(query, [document_text(h.title, h.abstract) for h in head])
         order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
+        if self.fusion is not None:
+            by_model = {i: rank for rank, i in enumerate(order, start=1)}
+            k = self.fusion
+            order = sorted(range(len(head)), key=lambda i: (-(1 / (k + i + 1) + 1 / (k + by_model[i])), i))
         ranked = [head[i] for i in order] + tail
         for rank, hit in enumerate(ranked, start=1):
             hit.rank = rank

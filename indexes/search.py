@@ -46,7 +46,10 @@ class Searcher:
             path = settings.trained_model(settings.index.reranker, "reranker")
             if path is not None:
                 self.reranker = PairReranker.load(
-                    path, candidates=settings.index.rerank_candidates, cache_dir=settings.model_cache
+                    path,
+                    candidates=settings.index.rerank_candidates,
+                    cache_dir=settings.model_cache,
+                    fusion=settings.index.rrf_k if settings.index.rerank_fusion else None,
                 )
 
     def search(

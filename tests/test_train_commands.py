@@ -133,10 +133,23 @@ def test_train_reranker_then_search_reranks_with_it(
     assert [h.rank for h in hits] == list(range(1, 9))
     scored = [h for h in hits if h.rerank_score is not None]
     assert len(scored) == 5 and all(0.0 <= h.rerank_score <= 1.0 for h in scored)
-    assert [h.rerank_score for h in scored] == sorted((h.rerank_score for h in scored), reverse=True)
     assert {h.pmid for h in hits[:5]} == {h.pmid for h in plain[:5]}  # the same candidates, reordered
     assert [h.pmid for h in hits[5:]] == [h.pmid for h in plain[5:]]
     assert hits[0].to_dict()["rerank_score"] == scored[0].rerank_score
+    # by default the order fuses the search's ranks with the reranker's (rrf_k = 10)
+    search_rank = {h.pmid: rank for rank, h in enumerate(plain[:5], start=1)}
+    by_score = sorted(scored, key=lambda h: (-h.rerank_score, search_rank[h.pmid]))
+    model_rank = {h.pmid: rank for rank, h in enumerate(by_score, start=1)}
+    fused = sorted(
+        search_rank, key=lambda p: (-(1 / (10 + search_rank[p]) + 1 / (10 + model_rank[p])), search_rank[p])
+    )
+    assert [h.pmid for h in hits[:5]] == fused
+
+    monkeypatch.setenv("MEDLIT_INDEX__RERANK_FUSION", "false")  # the reranker's score alone
+    alone = Settings()
+    with Store.open(alone) as store:
+        hits = Searcher(store, alone).search("Does aspirin reduce stroke risk in patients?", k=8)
+    assert [h.pmid for h in hits[:5]] == [h.pmid for h in by_score]
 
     result = CliRunner().invoke(cli, ["search", "Does aspirin reduce stroke risk?", "--json"])
     assert result.exit_code == 0, result.output
