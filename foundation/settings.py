@@ -146,11 +146,11 @@ class AnswerSettings(BaseModel):
     temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature for model generators.")
     max_tokens: int = Field(600, ge=16, description="Most tokens a model may write for one answer.")
     prompt_tokens: int = Field(
-        700,
+        200,
         ge=100,
         description="Evidence a model is shown, in tokens: the most question-relevant sentences of the "
-        "articles about the question, best first, until this budget is spent (a small CPU model reads "
-        "~100 tokens/s; see docs/answers.md).",
+        "articles about the question, best first, until this budget is spent (the 1.5B model on 2 CPU "
+        "cores reads ~60 tokens/s: 200 keeps an answer near 9 s; see docs/answers.md).",
     )
     timeout: float = Field(120.0, gt=0, description="Seconds to wait for the model server.")
     max_retries: int = Field(2, ge=0, description="Retries for a 5xx or a refused connection.")

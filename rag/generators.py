@@ -369,7 +369,7 @@ def _source_header(source: Source, number: int | None = None) -> str:
     return f"[{source.number if number is None else number}] " + "; ".join(p for p in parts if p)
 
 
-def build_messages(evidence: Evidence, budget_tokens: int = 700) -> list[dict[str, str]]:
+def build_messages(evidence: Evidence, budget_tokens: int = 200) -> list[dict[str, str]]:
     """Chat messages: the rules, then the question and the chosen evidence delimited as data. The sources
     shown are numbered 1..m in the prompt (``evidence.shown`` maps those numbers back to PMIDs)."""
     blocks = []
