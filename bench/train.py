@@ -556,7 +556,7 @@ def main() -> None:
     parser.add_argument("--out")
     parser.add_argument("--model")
     parser.add_argument("--cache", default="/tmp/train/verdict-cache.jsonl")
-    parser.add_argument("--candidates", type=int, default=30)
+    parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--limit", type=int, default=0, help="Questions per set (0: all; abstention: 150).")
     parser.add_argument("--negatives", type=int, default=6)
     parser.add_argument("--mine", default="bm25,dense", help="Where hard negatives are mined (search modes).")
