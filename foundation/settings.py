@@ -127,6 +127,14 @@ class AnswerSettings(BaseModel):
     k: int = Field(10, ge=1, le=100, description="Articles retrieved as evidence for one answer.")
     mode: str = Field("hybrid", description="Search mode used to retrieve evidence: hybrid, dense or bm25.")
     max_sentences: int = Field(4, ge=1, le=20, description="Sentences in an extractive answer.")
+    quote_top: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="An extractive answer quotes the best-ranked N retrieved articles (of those about the "
+        "question); the others only when these have nothing to quote (cited articles ranked 6-10 were "
+        "relevant half as often as those ranked 1-5: docs/answers.md).",
+    )
     abstain_threshold: float = Field(
         0.54,
         description="Abstain when no retrieved sentence is at least this similar to the question (cosine, "

@@ -156,7 +156,8 @@ class ExtractiveGenerator:
 
     Score = cosine(question, sentence) + a preference for conclusions and results + a little for the
     article's rank; maximal marginal relevance keeps five sentences from saying the same thing; at most two
-    sentences from one article.
+    sentences from one article. Only the ``top_ranked`` best-ranked articles are quoted while they offer a
+    sentence: the further down the retrieved list, the less often an article is relevant.
     """
 
     name = "extractive"
@@ -167,8 +168,10 @@ class ExtractiveGenerator:
         min_similarity: float = 0.3,
         diversity: float = 0.3,
         per_article: int = 2,
+        top_ranked: int | None = 5,
     ) -> None:
         self.max_sentences = max_sentences
+        self.top_ranked = top_ranked
         self.min_similarity = min_similarity
         self.diversity = diversity
         self.per_article = per_article
@@ -217,6 +220,9 @@ class ExtractiveGenerator:
                 bonus += 0.03
             scored.append((i, float(sims[i]) + bonus))
         scored.sort(key=lambda item: -item[1])
+        if self.top_ranked is not None:  # the best-ranked articles first; the rest only when they say nothing
+            top = [(i, v) for i, v in scored if ranks[evidence.sentences[i].pmid] <= self.top_ranked]
+            scored = top or scored
         # a paediatric cohort for a question about the elderly: quoted only when nothing else is
         matching = [(i, v) for i, v in scored if not allowed[evidence.sentences[i].pmid].population_clash]
         return matching or scored
@@ -681,11 +687,11 @@ def make_generator(
     if name == "auto":
         server = running_server(home)
         if server is None:
-            return ExtractiveGenerator(max_sentences=settings.max_sentences)
+            return ExtractiveGenerator(max_sentences=settings.max_sentences, top_ranked=settings.quote_top)
         served = settings.model_copy(update={"base_url": server.base_url, "model": server.model})
         return OpenAIGenerator(served, transport=transport, name=server.label)
     if name == "extractive":
-        return ExtractiveGenerator(max_sentences=settings.max_sentences)
+        return ExtractiveGenerator(max_sentences=settings.max_sentences, top_ranked=settings.quote_top)
     if name == "openai":
         server = running_server(home) if settings.model == "default" else None
         if server is not None and settings.base_url.rstrip("/") == server.base_url:

@@ -415,3 +415,41 @@ def test_stream_abstains_like_ask(answerer: Answerer) -> None:
     answerer.generator = _ChunkedModel("INSUFFICIENT EVIDENCE")
     events = list(answerer.stream(QUESTION))
     assert events[-1]["data"]["abstained"] is True and "insufficient" in events[-1]["data"]["reason"]
+
+
+def test_extractive_answers_quote_the_best_ranked_articles_first() -> None:
+    import numpy as np
+
+    from rag.generators import Evidence, Source
+    from rag.sentences import SourceSentence
+
+    def evidence(quotable_top: bool) -> Evidence:
+        sources, sentences = [], []
+        for rank in range(1, 9):
+            pmid = 100 + rank
+            # the low-ranked articles hold the sentences closest to the question
+            text = (
+                f"Warfarin reduced stroke in trial {rank} of patients with atrial fibrillation."
+                if rank > 5 or quotable_top
+                else "Short."
+            )
+            own = [SourceSentence(pmid, 0, f"Title {rank}"), SourceSentence(pmid, 1, text)]
+            sources.append(Source(rank, pmid, f"Title {rank}", None, 2020, [], rank, own))
+            sentences += own
+        vectors = np.array(
+            [[1.0, 0.0] if s.position == 0 else [0.6 + 0.04 * (s.pmid - 100), 0.5] for s in sentences]
+        )
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return Evidence("Does warfarin reduce stroke?", sources, sentences, vectors, np.array([1.0, 0.0]))
+
+    quoted = {evidence(True).sentences[i].pmid for i, _s in ExtractiveGenerator().candidates(evidence(True))}
+    assert quoted and max(quoted) <= 105  # ranks 6-8 are closer to the question, but ranks 1-5 say it
+    everything = ExtractiveGenerator(top_ranked=None).candidates(evidence(True))
+    assert {evidence(True).sentences[i].pmid for i, _s in everything} == set(range(101, 109))
+    # when the best-ranked articles have nothing to quote, the others are quoted
+    fallback = evidence(False)
+    assert {fallback.sentences[i].pmid for i, _s in ExtractiveGenerator().candidates(fallback)} == {
+        106,
+        107,
+        108,
+    }
