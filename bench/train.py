@@ -39,7 +39,7 @@ from foundation.settings import get_settings  # noqa: E402
 from indexes.evaluation import mrr_at, ndcg_at, read_questions, recall_at  # noqa: E402
 from indexes.hit import Filters  # noqa: E402
 from indexes.reranker_data import batch_matches, read_question_files, reranker_examples  # noqa: E402
-from indexes.reranking import PairReranker  # noqa: E402
+from indexes.reranking import PairReranker, fused_order  # noqa: E402
 from indexes.search import Searcher  # noqa: E402
 from indexes.training import PairExample, Recipe, train_pair_classifier  # noqa: E402
 from ingest.store import Store  # noqa: E402
@@ -144,17 +144,14 @@ def rerank_eval(args: argparse.Namespace) -> dict:
                 started = time.perf_counter()
                 reranked = model.rerank(text, hits)
                 added.append((time.perf_counter() - started) * 1000)
-                second = {h.pmid: rank for rank, h in enumerate(reranked[: args.candidates], start=1)}
+                position = {pmid: i for i, pmid in enumerate(order)}
+                by_model = [position[h.pmid] for h in reranked[: args.candidates]]
                 ranked = [h.pmid for h in reranked[:10]]
                 rows["reranked"].append(
                     (recall_at(ranked, relevant), ndcg_at(ranked, relevant), mrr_at(ranked, relevant))
                 )
-                # the reranker's order fused with the hybrid one (reciprocal ranks, the search's rrf_k)
-                first = {pmid: rank for rank, pmid in enumerate(order, start=1)}
-                fused = sorted(
-                    first,
-                    key=lambda p: -(1 / (rrf_k + first[p]) + 1 / (rrf_k + second.get(p, len(first) + 1))),
-                )
+                # the reranker's order fused with the hybrid one, as index.rerank_fusion does it
+                fused = [order[i] for i in fused_order(by_model, rrf_k)] + order[len(by_model) :]
                 ranked = fused[:10]
                 rows["fused"].append(
                     (recall_at(ranked, relevant), ndcg_at(ranked, relevant), mrr_at(ranked, relevant))

@@ -29,6 +29,14 @@ def document_text(title: str, abstract: str) -> str:
     return f"{title.strip()}\n{abstract.strip()}".strip()[:MAX_DOCUMENT_CHARS]
 
 
+def fused_order(model_order: Sequence[int], k: int) -> list[int]:
+    """Search positions 0..n-1 ordered by reciprocal-rank fusion (constant ``k``) of the search's rank and
+    the reranker's; ``model_order`` is the positions by the reranker's score, best first. Ties keep the
+    search's order."""
+    by_model = {position: rank for rank, position in enumerate(model_order, start=1)}
+    return sorted(by_model, key=lambda i: (-(1 / (k + i + 1) + 1 / (k + by_model[i])), i))
+
+
 class PairReranker:
     """Reorders the best ``candidates`` hits by a reranker's P(relevant); the rest keep their order."""
 
@@ -66,9 +74,7 @@ class PairReranker:
         scores = self.scores(query, [document_text(h.title, h.abstract) for h in head])
         order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
         if self.fusion is not None:
-            by_model = {i: rank for rank, i in enumerate(order, start=1)}
-            k = self.fusion
-            order = sorted(range(len(head)), key=lambda i: (-(1 / (k + i + 1) + 1 / (k + by_model[i])), i))
+            order = fused_order(order, self.fusion)
         ranked = [head[i] for i in order] + tail
         for rank, hit in enumerate(ranked, start=1):
             hit.rank = rank
