@@ -116,6 +116,7 @@ def test_train_reranker_then_search_reranks_with_it(
     assert manifest["task"] == "reranker"
     data = manifest["data"]
     assert data["questions_used"] == 18 and data["mined_negatives"] > 0  # only batch 7B: 18 of 24
+    assert data["negatives_from"] == "judged"  # the default
     assert data["sources"][0]["sha256"] and data["library_articles"] == 48
     assert data["held_out_questions"] >= 1 and manifest["metrics"]["held_out_int8"]
 
@@ -244,8 +245,9 @@ def test_train_reranker_from_a_screening_csv(
     screening.write_text("\n".join(rows) + "\n")
     manifest = run(
         "train", "reranker", "--screening", str(screening), "--base", str(tiny_base), "--out",
-        str(tmp_path / "screened"), "--negatives", "2", *FAST,
+        str(tmp_path / "screened"), "--negatives", "2", "--negatives-from", "library", *FAST,
     )  # fmt: skip
+    assert manifest["data"]["negatives_from"] == "library"
     assert manifest["data"]["judged_negatives"] == 24
     assert manifest["data"]["questions_used"] == 24
 
