@@ -115,7 +115,7 @@ def support_score(
     numbers_ok = all(n in _numbers(article_text) for n in _numbers(sentence))
     mine, _hedged = finding_polarity(sentence)
     theirs, _ = finding_polarity(texts[best])
-    polarity_ok = not (mine and theirs and mine != theirs)
+    polarity_ok = not (mine and theirs and mine != theirs) and negation_agrees(sentence, texts, sims)
     return Support(
         score=max(single, pair if coverage >= 0.6 else single),
         single=single,
@@ -124,6 +124,62 @@ def support_score(
         numbers_ok=numbers_ok,
         polarity_ok=polarity_ok,
     )
+
+
+# A claim said not to hold, or a finding of no difference. Cues that deny what follows them ("not
+# associated with", "no deaths", "failed to reduce") and cues that deny what precedes them ("mortality was
+# similar"); the words denied (the cue's scope) are its next, or previous, three content words.
+_DENY_NEXT = re.compile(
+    r"\b(?:not|never|cannot|neither|nor|none\s+of|no|unable\s+to|lack(?:s|ed|ing)?\s+of|absence\s+of|"
+    r"fail(?:s|ed|ure)?\s+to)\b|n't\b",
+    re.I,
+)
+_DENY_PREVIOUS = re.compile(r"\b(?:unchanged|unaffected|similar|comparable|equivalent|unrelated)\b", re.I)
+_SCOPE_SKIP = {"be", "been", "being", "is", "are", "was", "were", "a", "an", "the", "to", "of", "in", "with",
+               "and", "or", "any", "all", "more", "less", "only", "that", "this", "these", "as", "by", "for"}
+NEGATION_MARGIN = 0.05  # abstract sentences this close to the best one may carry the sentence's denial
+
+
+def denials(text: str) -> list[set[str]]:
+    """The scopes (stems of the words denied) of each denial in ``text``; empty when it denies nothing."""
+    from rag.focus import stem, words
+
+    def content(tokens: list[str]) -> list[str]:  # "associated", "reduced" count: they are what is denied
+        return [t for t in tokens if t.isalpha() and len(t) > 1 and t.lower() not in _SCOPE_SKIP]
+
+    scopes = []
+    for match in _DENY_NEXT.finditer(text):
+        scopes.append({stem(w) for w in content(words(text[match.end() :]))[:3]})
+    for match in _DENY_PREVIOUS.finditer(text):
+        scopes.append({stem(w) for w in content(words(text[: match.start()]))[-3:]})
+    return [scope for scope in scopes if scope]
+
+
+def negation_agrees(sentence: str, texts: list[str], sims: np.ndarray) -> bool:
+    """The sentence does not deny what its closest abstract sentence affirms, nor affirm what it denies: a
+    model that adds a "not" to a finding, or drops one, does not pass on the similarity of the words that
+    remain. A denial counts when the other text has at least two of the three words it denies (all, when
+    fewer) and no denial of its own; any of the article's top three sentences within ``NEGATION_MARGIN`` of
+    the best may agree."""
+    mine = denials(sentence)
+    own = stems(sentence)
+    order = np.argsort(-sims)[:3]
+    top = float(sims[order[0]])
+    for i in order:
+        if float(sims[i]) < top - NEGATION_MARGIN:
+            continue
+        theirs = denials(texts[i])
+        if mine and theirs or not mine and not theirs:
+            return True
+        if mine and not any(_covered(scope, stems(texts[i])) for scope in mine):
+            return True  # what the sentence denies is not what this abstract sentence says
+        if theirs and not any(_covered(scope, own) for scope in theirs):
+            return True  # the sentence leaves out what the abstract sentence denies ("... and no deaths")
+    return False
+
+
+def _covered(scope: set[str], other: set[str]) -> bool:
+    return sum(w in other for w in scope) >= min(2, len(scope))
 
 
 def _consistent(support: Support) -> bool:

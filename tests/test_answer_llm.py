@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
@@ -204,6 +205,46 @@ def test_out_of_range_source_numbers_are_removed_and_reported(answerer, fake: Fa
     assert answer.sentences[0].citations == [1] and answer.sentences[1].supported is False
     assert "[9]" not in answer.text and "[0]" not in answer.text
     assert_only_verified(answer, answer.trace.retrieved)
+
+
+def test_a_sentence_that_drops_or_adds_a_not_loses_its_citation(answerer, fake: FakeOpenAI) -> None:
+    # the trial found that metformin did NOT reduce cancer incidence; the model says it did, and says the
+    # meta-analysis's association is not there: most words still match, the finding is turned around
+    fake.script(
+        lambda r: (
+            f"Metformin reduces cancer incidence in adults with type 2 diabetes [{r.number(501)}]. "
+            f"In a randomized trial of adults with type 2 diabetes, metformin reduced overall cancer "
+            f"incidence over five years [{r.number(502)}]. "
+            f"Metformin use was not associated with a lower cancer incidence in type 2 diabetes "
+            f"[{r.number(501)}]."
+        )
+    )
+    answer = answerer().ask(QUESTION)
+    assert [c.pmid for c in answer.citations] == [501]
+    assert [s.supported for s in answer.sentences] == [True, False, False]
+    reasons = [r.reason for r in answer.removed_citations]
+    assert reasons.count("the sentence turns the abstract's finding around (effect / no effect)") == 2
+
+
+@pytest.mark.parametrize(
+    ("sentence", "abstract", "agrees"),
+    [
+        ("Smoking was associated with lung cancer.", "Smoking was not associated with lung cancer.", False),
+        ("Smoking was not associated with lung cancer.", "Smoking was associated with lung cancer.", False),
+        ("Mortality did not differ between the groups.", "Mortality was similar in both groups.", True),
+        ("Surgery reduced pain.", "Surgery reduced pain, with no deaths.", True),  # leaves out a denial
+        ("Surgery reduced pain and deaths.", "Surgery reduced pain, with no deaths.", False),
+        ("Pain was similar after surgery.", "Surgery reduced pain.", False),
+        ("The drug failed to lower blood pressure.", "The drug lowered blood pressure.", False),
+        ("The vaccine was not safe in children.", "The vaccine was safe in children.", False),
+        ("Diabetes did not change the outcome.", "Adults aged over 60 years were enrolled.", True),
+        ("Patients without diabetes were excluded.", "Non-diabetic patients were excluded.", True),
+    ],
+)
+def test_negation_agrees_reads_what_each_denial_denies(sentence: str, abstract: str, agrees: bool) -> None:
+    from rag.verify import negation_agrees
+
+    assert negation_agrees(sentence, [abstract], np.ones(1)) is agrees
 
 
 # ----- 3, 7: nothing verifiable: abstain --------------------------------------------------------------------
