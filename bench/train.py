@@ -10,6 +10,7 @@ The library must hold the BioASQ and PubMedQA corpora and the two demo PubMed fi
     MEDLIT_HOME=/tmp/train/lib python bench/train.py verdict-cross --cache ... --out /tmp/train/verdict
     MEDLIT_HOME=/tmp/train/lib python bench/train.py support --out /tmp/train/support
     MEDLIT_HOME=/tmp/train/lib python bench/train.py abstention --model /tmp/train/reranker
+    MEDLIT_HOME=/tmp/train/lib python bench/train.py abstention-calibrate --model /tmp/train/reranker
 
 Splits (never tuned on one set): the reranker trains on BioASQ 7B-9B and is scored on 10B and PubMedQA;
 verdicts: PubMedQA in 5 folds by question (each fold scored by a head trained on BioASQ 7B-9B yes/no + the
@@ -38,7 +39,12 @@ if str(ROOT) not in sys.path:
 from foundation.settings import get_settings  # noqa: E402
 from indexes.evaluation import mrr_at, ndcg_at, read_questions, recall_at  # noqa: E402
 from indexes.hit import Filters  # noqa: E402
-from indexes.reranker_data import batch_matches, read_question_files, reranker_examples  # noqa: E402
+from indexes.reranker_data import (  # noqa: E402
+    batch_matches,
+    read_question_files,
+    record_abstention,
+    reranker_examples,
+)
 from indexes.reranking import PairReranker, fused_order  # noqa: E402
 from indexes.search import Searcher  # noqa: E402
 from indexes.training import PairExample, Recipe, train_pair_classifier  # noqa: E402
@@ -90,6 +96,7 @@ def reranker(args: argparse.Namespace) -> dict:
         recipe=_recipe(args, max_length=192, epochs=1.0, max_pairs=6000, batch_size=16),
         data=summary,
     )
+    record_abstention(get_settings(), trained, examples, questions)
     m = trained.manifest
     return {
         "step": "reranker",
@@ -101,8 +108,33 @@ def reranker(args: argparse.Namespace) -> dict:
         "held_out_int8": m["metrics"].get("held_out_int8"),
         "recipe": m["recipe"],
         "data": {k: v for k, v in m["data"].items() if k != "sources"},
+        "abstention": m["abstention"],
         **_load(),
     }
+
+
+def abstention_calibrate(args: argparse.Namespace) -> dict:
+    """The abstention threshold of a reranker trained before it was calibrated at training's end: the same
+    pairs mined again (the same options), the same held-out questions, written into its manifest."""
+    from indexes.training import TrainedModel
+
+    path = Path(args.model)
+    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    settings = _plain_settings()
+    with Store.open(settings) as store:
+        questions = read_question_files([BIOASQ], TRAIN_BATCHES)
+        modes = [m.strip() for m in args.mine.split(",") if m.strip()]
+        examples, _summary = reranker_examples(
+            Searcher(store, settings),
+            questions,
+            negatives=args.negatives,
+            modes=modes,
+            negatives_from=manifest["data"].get("negatives_from", args.negatives_from),
+        )
+    trained = record_abstention(
+        get_settings(), TrainedModel(path=path, manifest=manifest), examples, questions
+    )
+    return {"step": "abstention-calibrate", "model": str(path), **trained.manifest["abstention"], **_load()}
 
 
 def _sets() -> list[tuple[str, list]]:
@@ -289,6 +321,7 @@ def verdict_evidence(args: argparse.Namespace) -> dict:
                         "batch": batches.get(q.key, ""),
                         "passage": r.passage,
                         "features": [round(float(v), 6) for v in r.features],
+                        "findings": [round(float(v), 6) for v in r.findings],
                     }
                 )
                 + "\n"
@@ -350,9 +383,17 @@ def verdict_linear(args: argparse.Namespace) -> dict:
     from rag.verdict import LABELS, LinearHead, _balanced, calibrate_uncertain
 
     rows = _cache(args.cache)
+    findings = args.features == "findings"
+    key = "findings" if findings else "features"
+    l2 = args.l2 if args.l2 is not None else (3.0 if findings else 30.0)  # as train_linear_verdict
+    for r in rows:
+        r["x"] = r[key]
     bio_train = [r for r in rows if r["set"] == "bioasq" and batch_matches(r["batch"], TRAIN_BATCHES)]
     bio_test = [r for r in rows if r["set"] == "bioasq" and batch_matches(r["batch"], ["10B"])]
     folds = _folds(rows)
+
+    def weights(y: np.ndarray) -> np.ndarray:
+        return np.ones(len(LABELS)) if findings else _balanced(y)
 
     def fit(train: list[dict]) -> tuple[LinearHead, float]:
         # 'uncertain' calibrated on a held-out fifth of the training questions, never on the scored fold
@@ -361,22 +402,22 @@ def verdict_linear(args: argparse.Namespace) -> dict:
         cut = len(order) // 5
         inner = [train[i] for i in order[cut:]]
         calib = [train[i] for i in order[:cut]]
-        x = np.array([r["features"] for r in inner])
+        x = np.array([r["x"] for r in inner])
         y = np.array([LABELS.index(r["label"]) for r in inner])
-        head = LinearHead.fit(x, y, LABELS, l2=args.l2, class_weights=_balanced(y))
+        head = LinearHead.fit(x, y, LABELS, l2=l2, class_weights=weights(y))
         threshold = calibrate_uncertain(
-            head.predict_proba(np.array([r["features"] for r in calib])), [r["label"] for r in calib], LABELS
+            head.predict_proba(np.array([r["x"] for r in calib])), [r["label"] for r in calib], LABELS
         )["uncertain_below"]
-        x = np.array([r["features"] for r in train])
+        x = np.array([r["x"] for r in train])
         y = np.array([LABELS.index(r["label"]) for r in train])
-        return LinearHead.fit(x, y, LABELS, l2=args.l2, class_weights=_balanced(y)), threshold
+        return LinearHead.fit(x, y, LABELS, l2=l2, class_weights=weights(y)), threshold
 
     started = time.perf_counter()
     gold, probabilities, thresholds = [], [], []
     for i, fold in enumerate(folds):
         train = bio_train + [r for j, f in enumerate(folds) if j != i for r in f]
         head, threshold = fit(train)
-        probs = head.predict_proba(np.array([r["features"] for r in fold]))
+        probs = head.predict_proba(np.array([r["x"] for r in fold]))
         gold += [r["label"] for r in fold]
         probabilities.append(probs)
         thresholds.append(threshold)
@@ -388,7 +429,7 @@ def verdict_linear(args: argparse.Namespace) -> dict:
         "thresholds_per_fold": thresholds,
     }
     head, threshold = fit(bio_train + [r for f in folds for r in f])
-    probs = head.predict_proba(np.array([r["features"] for r in bio_test]))
+    probs = head.predict_proba(np.array([r["x"] for r in bio_test]))
     gold_10b = [r["label"] for r in bio_test]
     bioasq = {
         "calibrated": _verdict_scores(gold_10b, probs, threshold),
@@ -401,7 +442,8 @@ def verdict_linear(args: argparse.Namespace) -> dict:
         "step": "verdict-linear",
         "pubmedqa_5fold": pubmedqa,
         "bioasq_10B": bioasq,
-        "l2": args.l2,
+        "features": args.features,
+        "l2": l2,
         "fit_seconds_all_folds": round(seconds, 2),
         "json_bytes": size,
         **_load(),
@@ -543,6 +585,7 @@ def main() -> None:
             "reranker",
             "rerank-eval",
             "abstention",
+            "abstention-calibrate",
             "verdict-evidence",
             "verdict-linear",
             "verdict-cross",
@@ -559,7 +602,10 @@ def main() -> None:
     parser.add_argument("--mine", default="bm25,dense", help="Where hard negatives are mined (search modes).")
     parser.add_argument("--negatives-from", default="judged", choices=["judged", "library"])
     parser.add_argument("--mode", default=None, help="Search mode of the candidates / evidence (hybrid).")
-    parser.add_argument("--l2", type=float, default=30.0)
+    parser.add_argument(
+        "--l2", type=float, default=None, help="verdict-linear: L2 (30 embedding, 3 findings)."
+    )
+    parser.add_argument("--features", default="embedding", choices=["embedding", "findings"])
     parser.add_argument("--epochs", type=float)
     parser.add_argument("--max-length", type=int)
     parser.add_argument("--max-pairs", type=int)
@@ -573,6 +619,7 @@ def main() -> None:
         "reranker": reranker,
         "rerank-eval": rerank_eval,
         "abstention": abstention,
+        "abstention-calibrate": abstention_calibrate,
         "verdict-evidence": verdict_evidence,
         "verdict-linear": verdict_linear,
         "verdict-cross": verdict_cross,

@@ -112,6 +112,12 @@ class IndexSettings(BaseModel):
         "reranker's (rrf_k), instead of by the reranker's score alone (measured better on held-out "
         "questions for the rerankers trained here: docs/benchmarks.md).",
     )
+    rerank_abstain: bool = Field(
+        True,
+        description="With a reranker whose training calibrated an abstention threshold (its manifest's "
+        "`abstention.abstain_below`), answers abstain when its best score among the top k is under it, "
+        "instead of when the best cosine is under `answer.abstain_threshold`.",
+    )
 
 
 class AnswerSettings(BaseModel):
@@ -191,7 +197,16 @@ class AnswerSettings(BaseModel):
         None,
         description="A verdict classifier trained by `medlit train verdict` (a directory, or the JSON "
         "file of the linear head): yes / no / uncertain without an LLM. Unset: "
-        "$MEDLIT_HOME/models/verdict (or verdict.json) when it exists; 'none': off.",
+        "$MEDLIT_HOME/models/verdict (or verdict.json) when it exists, else the findings head that ships "
+        "with medlit (rag/data/verdict-findings.json); 'none': off.",
+    )
+    verdict_uncertain_below: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="A verdict classifier's yes or no under this probability is shown as 'uncertain' "
+        "(unset: the threshold calibrated in training, for accuracy; higher: fewer and surer verdicts, "
+        "docs/answers.md).",
     )
     support_model: str | None = Field(
         None,

@@ -5,19 +5,25 @@ are the library's own BM25 and dense top-k minus the relevant ones) and a system
 
 from __future__ import annotations
 
+import copy
 import csv
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from foundation.durable import atomic_path
 from foundation.errors import InputError
 from foundation.progress import progress_bar
 from indexes.evaluation import question_records
 from indexes.hit import Filters, Hit
-from indexes.reranking import document_text
+from indexes.pair_model import MANIFEST_FILE
+from indexes.reranking import PairReranker, document_text
 from indexes.search import Searcher
-from indexes.training import PairExample, file_digest
+from indexes.training import PairExample, Recipe, file_digest, split_by_group
 
 # ----- training pairs ---------------------------------------------------------------------------------------
 
@@ -262,7 +268,7 @@ def train_reranker(
         )
     summary["batches"] = list(batches)
     summary["embedder"] = searcher.dense.embedder.name
-    return train_pair_classifier(
+    trained = train_pair_classifier(
         "reranker",
         examples,
         out=out,
@@ -273,3 +279,98 @@ def train_reranker(
         ray_address=ray_address,
         progress=progress,
     )
+    return record_abstention(settings, trained, examples, questions, progress=progress)
+
+
+# ----- abstention -------------------------------------------------------------------------------------------
+
+
+def record_abstention(
+    settings: Any,
+    trained: Any,
+    examples: Sequence[PairExample],
+    questions: Sequence[LabelledQuestion],
+    *,
+    progress: bool = True,
+) -> Any:
+    """Calibrate the abstention threshold of a trained reranker (``TrainedModel``) on the questions its
+    training held out (the same split, from its manifest's recipe) and write it into its manifest."""
+    from ingest.store import Store
+
+    recipe = trained.manifest.get("recipe") or {}
+    defaults = Recipe()
+    _train, held_out = split_by_group(
+        examples, float(recipe.get("eval_share", defaults.eval_share)), int(recipe.get("seed", defaults.seed))
+    )
+    held_keys = {e.group for e in held_out}
+    plain = settings.model_copy(update={"index": settings.index.model_copy(update={"reranker": "none"})})
+    with Store.open(plain) as store:
+        abstention = calibrate_abstention(
+            Searcher(store, plain),
+            trained.path,
+            [q for q in questions if q.key in held_keys],
+            k=settings.answer.k,
+            candidates=settings.index.rerank_candidates,
+            fusion=settings.index.rrf_k if settings.index.rerank_fusion else None,
+            cache_dir=settings.model_cache,
+            progress=progress,
+        )
+    trained.manifest["abstention"] = abstention
+    with atomic_path(Path(trained.path) / MANIFEST_FILE) as tmp:
+        tmp.write_text(json.dumps(trained.manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return trained
+
+
+ABSTAIN_PERCENTILE = 5.0  # the threshold lets at least 95% of the held-out answerable questions through
+MIN_CALIBRATION_QUESTIONS = 20
+
+
+def calibrate_abstention(
+    searcher: Searcher,
+    model_dir: str | Path,
+    questions: Sequence[LabelledQuestion],
+    *,
+    k: int,
+    candidates: int,
+    fusion: int | None,
+    cache_dir: Path | None = None,
+    min_questions: int = MIN_CALIBRATION_QUESTIONS,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The reranker's abstention threshold, from held-out questions: the best reranker score among the top
+    ``k`` of each question as the library holds it (answerable) and with its relevant articles taken out
+    (the library cannot answer it). The threshold is the ``ABSTAIN_PERCENTILE``-th percentile of the
+    answerable scores; the share of relevant-removed questions it would abstain on is reported beside it."""
+    policy = f"{ABSTAIN_PERCENTILE:g}th percentile of the best top-{k} score of held-out answerable questions"
+    if len(questions) < min_questions:
+        return {
+            "abstain_below": None,
+            "policy": policy,
+            "questions": len(questions),
+            "reason": f"{len(questions)} held-out questions; calibration needs {min_questions}",
+        }
+    reranker = PairReranker.load(model_dir, candidates=candidates, cache_dir=cache_dir, fusion=fusion)
+    answerable: list[float] = []
+    removed: list[float] = []
+    with progress_bar(len(questions), "calibrating abstention", "question", progress) as bar:
+        for question in questions:
+            relevant = question.relevant
+            hits = searcher.search(question.text, candidates + len(relevant), Filters(include_retracted=True))
+            for scores, kept in (
+                (answerable, hits[:candidates]),
+                (removed, [h for h in hits if h.pmid not in relevant][:candidates]),
+            ):
+                reranked = reranker.rerank(question.text, [copy.copy(h) for h in kept])[:k]
+                scores.append(max((h.rerank_score or 0.0 for h in reranked), default=0.0))
+            bar.update(1)
+    # "lower": an observed score, so that at least 95% pass
+    threshold = float(np.percentile(np.asarray(answerable), ABSTAIN_PERCENTILE, method="lower"))
+    return {
+        "abstain_below": round(threshold, 4),
+        "policy": policy,
+        "questions": len(questions),
+        "answerable_answered": round(float(np.mean([s >= threshold for s in answerable])), 4),
+        "relevant_removed_abstained": round(float(np.mean([s < threshold for s in removed])), 4),
+        "median_answerable": round(float(np.median(answerable)), 4),
+        "median_relevant_removed": round(float(np.median(removed)), 4),
+    }

@@ -63,6 +63,12 @@ class PairReranker:
     ) -> PairReranker:
         return cls(PairClassifier.load(path, cache_dir=cache_dir, task="reranker"), candidates, fusion)
 
+    @property
+    def abstain_below(self) -> float | None:
+        """The abstention threshold calibrated when the reranker was trained (None: not calibrated)."""
+        value = (self.model.manifest.get("abstention") or {}).get("abstain_below")
+        return float(value) if isinstance(value, int | float) else None
+
     def scores(self, query: str, texts: Sequence[str]) -> list[float]:
         probabilities = self.model.predict_proba([(query, text) for text in texts])
         return [float(p) for p in probabilities[:, self.positive]]

@@ -885,11 +885,12 @@ def train_reranker_cmd(
 @click.option("--batch", "batches", multiple=True, help="Only questions of this batch, e.g. 7B (repeatable).")
 @click.option(
     "--head",
-    type=click.Choice(["cross-encoder", "linear"]),
+    type=click.Choice(["cross-encoder", "linear", "findings"]),
     default="cross-encoder",
     show_default=True,
     help="cross-encoder: fine-tune a model (a directory); linear: logistic regression over the embedder's "
-    "vectors and cue counts, one small JSON file, trained in seconds.",
+    "vectors and cue counts; findings: logistic regression over the best-ranked article's reported "
+    "statistics (p-values, ratio intervals) and cue counts; both one small JSON file, fitted in seconds.",
 )
 @train_options
 @pass_context

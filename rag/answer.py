@@ -131,6 +131,8 @@ class Trace:
     retrieved: list[int]
     relevance: float | None = None  # best question-to-sentence similarity among the hits
     threshold: float | None = None  # abstention threshold it was compared with
+    rerank_relevance: float | None = None  # the trained reranker's best P(relevant) among the hits
+    rerank_threshold: float | None = None  # its calibrated abstention threshold, when that decided
     live: dict[str, Any] | None = None  # the PubMed query and counts when --live fetched new records
     timings_ms: dict[str, float] = field(default_factory=dict)
     verdicts: dict[str, str] = field(default_factory=dict)  # every verdict formed: model, classifier, stances
@@ -145,6 +147,8 @@ class Trace:
             "retrieved": list(self.retrieved),
             "relevance": None if self.relevance is None else round(self.relevance, 4),
             "threshold": self.threshold,
+            "rerank_relevance": None if self.rerank_relevance is None else round(self.rerank_relevance, 4),
+            "rerank_threshold": self.rerank_threshold,
             "live": self.live,
             "timings_ms": {name: round(ms, 1) for name, ms in self.timings_ms.items()},
             "verdicts": dict(self.verdicts),

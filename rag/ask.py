@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,8 @@ from rag.verify import Verifier, split_answer
 log = logging.getLogger("medlit.ask")
 
 MAX_ANSWER_K = 100
+# The verdict head that ships: a few KB of JSON, trained as docs/answers.md ("Verdicts") shows
+PACKAGED_VERDICT = Path(__file__).resolve().parent / "data" / "verdict-findings.json"
 GENERATOR_INSUFFICIENT = "the generator found the retrieved evidence insufficient"
 
 
@@ -88,6 +91,8 @@ class Answerer:
         )
         if not hits:
             return hits, None, trace
+        reranked = [h.rerank_score for h in hits if h.rerank_score is not None]
+        trace.rerank_relevance = max(reranked) if reranked else None
         started = time.perf_counter()
         evidence = self._evidence(question, hits)
         timings["embed_sentences"] = (time.perf_counter() - started) * 1000
@@ -142,8 +147,19 @@ class Answerer:
         name = self.generator.name
         if evidence is None or not evidence.sources:
             return _abstain(question, trace, name, _nothing_found(trace))
+        calibrated = self._rerank_threshold(trace)
+        if calibrated is not None:
+            trace.rerank_threshold = calibrated
+            if trace.rerank_relevance is not None and trace.rerank_relevance < calibrated:
+                return _abstain(
+                    question,
+                    trace,
+                    name,
+                    f"no retrieved article is likely to answer the question (the reranker's best score "
+                    f"{trace.rerank_relevance:.2f} < {calibrated:.2f}, calibrated on held-out questions)",
+                )
         threshold = self.settings.answer.abstain_threshold
-        if trace.relevance is None or trace.relevance < threshold:
+        if calibrated is None and (trace.relevance is None or trace.relevance < threshold):
             return _abstain(
                 question,
                 trace,
@@ -164,6 +180,13 @@ class Answerer:
             answer.focus = focus.to_dict()
             return answer
         return None
+
+    def _rerank_threshold(self, trace: Trace) -> float | None:
+        """The reranker's calibrated abstention threshold, when it reranked these hits and may decide."""
+        reranker = self.searcher.reranker
+        if not self.settings.index.rerank_abstain or reranker is None or trace.rerank_relevance is None:
+            return None
+        return reranker.abstain_below
 
     def ask(
         self,
@@ -283,15 +306,21 @@ class Answerer:
                 answer.verdict_basis = f"none of the cited studies reports {' and '.join(unreported)}"
 
     def verdict_model(self) -> Any:
-        """The trained verdict classifier of the settings (or $MEDLIT_HOME/models/verdict), or None."""
+        """The verdict classifier of the settings, else $MEDLIT_HOME/models/verdict, else the packaged
+        findings head; None when set to 'none'."""
         if self._verdict_model is None:
-            path = self.settings.trained_model(self.settings.answer.verdict_model, "verdict")
+            cfg = self.settings.answer
+            path = self.settings.trained_model(cfg.verdict_model, "verdict")
+            if path is None and cfg.verdict_model is None:
+                path = PACKAGED_VERDICT
             if path is None:
                 self._verdict_model = False
             else:
                 from rag.verdict import VerdictClassifier
 
-                self._verdict_model = VerdictClassifier.load(path)
+                self._verdict_model = VerdictClassifier.load(
+                    path, uncertain_below=cfg.verdict_uncertain_below
+                )
         return self._verdict_model or None
 
     def _draft(self, evidence: Evidence) -> Draft:

@@ -37,7 +37,7 @@ from rag.verdict import (
     verdict_data_summary,
 )
 
-HEADS = ("cross-encoder", "linear")
+HEADS = ("cross-encoder", "linear", "findings")
 
 
 def _plain(settings: Settings) -> Settings:
@@ -77,8 +77,9 @@ def train_verdict(
         retrieved = retrieve_for_verdicts(answerer, questions, progress=progress)
         embedder_name = str(answerer.embedder.name)
     data = verdict_data_summary(questions) | {"batches": list(batches), "embedder": embedder_name}
-    if head == "linear":
-        return train_linear_verdict(retrieved, out, data=data, embedder_name=embedder_name)
+    if head in ("linear", "findings"):
+        features = "findings" if head == "findings" else "embedding"
+        return train_linear_verdict(retrieved, out, data=data, embedder_name=embedder_name, features=features)
     trained = train_cross_encoder_verdict(
         retrieved,
         out,

@@ -1,15 +1,19 @@
 """Verdicts without an LLM: yes / no / uncertain from the retrieved evidence of a question.
 
-Two models, one interface (``VerdictClassifier.load(path).predict(evidence) -> VerdictPrediction``):
+Three models, one interface (``VerdictClassifier.load(path).predict(evidence) -> VerdictPrediction``):
 
 - a fine-tuned cross-encoder (``medlit train verdict``, a ``PairClassifier`` directory) over
   (question, ``verdict_passage(evidence)``);
 - a linear head (``medlit train verdict --head linear``, one small JSON file): multinomial logistic
   regression over what the packaged embedder already computed for the answer (question vector, the chosen
   evidence sentences' vectors, their product) plus cue counts (negations, "no significant difference",
-  hedges).
+  hedges);
+- a findings head (``--head findings``, the same JSON format with ``"features": "findings"``): logistic
+  regression over what the best-ranked article about the question reports: its p-values under and over
+  0.05, "not significant", ratios whose confidence interval excludes or holds 1, "significant" and its
+  negations, and the cue counts.
 
-Both are trained through the same path as inference: real retrieval (``Answerer.retrieve``) on a library of
+All are trained through the same path as inference: real retrieval (``Answerer.retrieve``) on a library of
 the corpora, never the gold abstract, so training and answering inputs look alike. PubMedQA's "maybe" is
 reported as "uncertain", and a call whose best definite probability is under the calibrated
 ``uncertain_below`` becomes "uncertain" too: an honest "uncertain" beats a wrong "yes".
@@ -135,6 +139,88 @@ def linear_features(evidence: Evidence, *, words: int = PASSAGE_WORDS) -> np.nda
     return np.concatenate([q, mean, q * mean, cues, np.asarray([best], dtype=np.float32)]).astype(np.float32)
 
 
+# ----- what the findings report (the findings head) ---------------------------------------------------------
+
+# "p < 0.05", "P=.003", "p-value > 0.1"; "NS", "not significant"; a ratio with its confidence interval
+# ("OR 1.8 (95% CI 1.2-2.7)", "HR, 0.9; 95% CI, 0.7 to 1.2"): whether the interval holds 1 is what the
+# authors' "significant" means for a ratio.
+_P_VALUE = re.compile(r"\bp\s*(?:-?\s*values?\s*)?(<=|>=|<|>|=|≤|≥)\s*(0?\.\d+|1(?:\.0+)?)(?![\d.])", re.I)
+_NOT_SIGNIFICANT = re.compile(
+    r"\b(?:not\s+(?:statistically\s+)?significant(?:ly)?|non-?significant(?:ly)?|insignificant(?:ly)?)\b|"
+    r"\bN\.?S\b\.?"
+)
+_RATIO_CI = re.compile(
+    r"\b(?:a?ORs?|RRs?|a?HRs?|IRRs?|odds\s+ratios?|risk\s+ratios?|hazard\s+ratios?|relative\s+risks?)\b"
+    r"[^()\d]{0,20}(\d+(?:\.\d+)?)\s*[,;(\[]?\s*(?:95\s*%\s*(?:CI|confidence\s+intervals?)\s*[:,=]?\s*)?"
+    r"(\d+(?:\.\d+)?)\s*(?:-|–|to|,)\s*(\d+(?:\.\d+)?)",
+    re.I,
+)
+_SIGNIFICANT = re.compile(r"\bsignificant(?:ly)?\b", re.I)
+_NEGATED_SIGNIFICANT = re.compile(r"\b(?:no|not|nor|without|non)\b[^.;]{0,40}?\bsignifican", re.I)
+
+
+def statistic_features(sentences: Sequence[str]) -> np.ndarray:
+    """What the reported statistics say, as float32: tests under 0.05, tests at or over it (and "not
+    significant"), ratios whose interval excludes 1, ratios whose interval holds it, "significant" less its
+    negated uses, negated uses, the share of significant results among those read, and whether any was."""
+    text = " ".join(sentences)
+    small = large = 0
+    for operator, value in _P_VALUE.findall(text):
+        number = float(value)
+        if (operator in ("<", "<=", "≤") and number <= 0.05) or (operator == "=" and number < 0.05):
+            small += 1
+        elif operator in (">", ">=", "≥", "=") and number >= 0.05:
+            large += 1
+    large += len(_NOT_SIGNIFICANT.findall(text))
+    excludes = holds = 0
+    for match in _RATIO_CI.finditer(text):
+        low, high = float(match.group(2)), float(match.group(3))
+        if low <= 1.0 <= high:
+            holds += 1
+        elif low < high:
+            excludes += 1
+    negated = len(_NEGATED_SIGNIFICANT.findall(text))
+    signed = len(_SIGNIFICANT.findall(text)) - negated
+    read = small + large + excludes + holds
+    values = [small, large, excludes, holds, signed, negated]
+    out = [math.copysign(math.log1p(abs(v)), v) for v in values]
+    out += [(small + excludes) / read if read else 0.5, float(read > 0)]
+    return np.asarray(out, dtype=np.float32)
+
+
+def finding_sentences(evidence: Evidence) -> list[int]:
+    """Indices of the sentences the findings head reads: the best-ranked article about the question (the
+    best-ranked retrieved one when none was appraised as about it), all its abstract sentences but the title
+    and questions. One article: PubMedQA-style questions are answered by one study, and a second one's
+    statistics blur the first's."""
+    if not evidence.sources:
+        return []
+    source = (evidence.on_point() or list(evidence.sources))[0]
+    return [
+        i
+        for i, sentence in enumerate(evidence.sentences)
+        if sentence.pmid == source.pmid
+        and sentence.position > 0
+        and not sentence.instruction_like
+        and not sentence.text.rstrip().endswith("?")
+    ]
+
+
+def findings_text(evidence: Evidence) -> str:
+    return " ".join(evidence.sentences[i].text for i in finding_sentences(evidence))
+
+
+def findings_features(evidence: Evidence) -> np.ndarray:
+    """The findings head's input: cue counts and statistic features of ``finding_sentences``."""
+    texts = [evidence.sentences[i].text for i in finding_sentences(evidence)]
+    return np.concatenate([cue_features(evidence.question, texts), statistic_features(texts)]).astype(
+        np.float32
+    )
+
+
+FEATURE_SETS = {"embedding": linear_features, "findings": findings_features}
+
+
 # ----- the linear head --------------------------------------------------------------------------------------
 
 
@@ -148,6 +234,7 @@ class LinearHead:
     weights: np.ndarray  # (features, labels)
     bias: np.ndarray
     manifest: dict[str, Any] = field(default_factory=dict)
+    features: str = "embedding"  # which of FEATURE_SETS it reads
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         x = (np.atleast_2d(features) - self.mean) / self.scale
@@ -208,6 +295,7 @@ class LinearHead:
             "scale": [round(float(v), 6) for v in self.scale],
             "weights": [[round(float(v), 6) for v in row] for row in self.weights],
             "bias": [round(float(v), 6) for v in self.bias],
+            "features": self.features,
             "manifest": self.manifest,
         }
 
@@ -223,7 +311,10 @@ class LinearHead:
                 np.asarray(data["weights"], dtype=np.float64),
                 np.asarray(data["bias"], dtype=np.float64),
                 dict(data.get("manifest") or {}),
+                str(data.get("features") or "embedding"),
             )
+            if head.features not in FEATURE_SETS:
+                raise ValueError(f"unknown feature set {head.features!r}")
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{source}: not a linear verdict head ({exc})") from None
         d, k = head.weights.shape if head.weights.ndim == 2 else (0, 0)
@@ -310,7 +401,7 @@ class VerdictClassifier:
             row = self.pair_model.predict_proba([(evidence.question, verdict_passage(evidence))])[0]
         else:
             assert self.linear is not None
-            row = self.linear.predict_proba(linear_features(evidence))[0]
+            row = self.linear.predict_proba(FEATURE_SETS[self.linear.features](evidence))[0]
         return {SHOWN[label]: float(p) for label, p in zip(self.labels, row, strict=True)}
 
     def predict(self, evidence: Evidence) -> VerdictPrediction:
@@ -318,7 +409,9 @@ class VerdictClassifier:
         return VerdictPrediction(
             label=decide(probabilities, self.uncertain_below),
             probabilities={k: round(v, 4) for k, v in probabilities.items()},
-            basis=verdict_passage(evidence),
+            basis=findings_text(evidence)
+            if self.linear is not None and self.linear.features == "findings"
+            else verdict_passage(evidence),
         )
 
 
@@ -373,7 +466,8 @@ class RetrievedVerdict:
 
     question: VerdictQuestion
     passage: str
-    features: np.ndarray
+    features: np.ndarray  # linear_features
+    findings: np.ndarray  # findings_features
 
 
 def retrieve_for_verdicts(
@@ -395,7 +489,14 @@ def retrieve_for_verdicts(
                     np.asarray(answerer.embedder.embed_query(question.text), dtype=np.float32),
                 )
                 evidence = empty
-            out.append(RetrievedVerdict(question, verdict_passage(evidence), linear_features(evidence)))
+            out.append(
+                RetrievedVerdict(
+                    question,
+                    verdict_passage(evidence),
+                    linear_features(evidence),
+                    findings_features(evidence),
+                )
+            )
             bar.update(1)
     return out
 
@@ -446,10 +547,15 @@ def train_linear_verdict(
     embedder_name: str,
     eval_share: float = 0.2,
     seed: int = 13,
-    l2: float = 30.0,
+    l2: float | None = None,
+    features: str = "embedding",
 ) -> dict[str, Any]:
     """Fit the linear head on the retrieved questions (a share held out by question to calibrate
-    'uncertain' and report metrics), then refit on all of them and save the JSON file ``out``."""
+    'uncertain' and report metrics), then refit on all of them and save the JSON file ``out``.
+
+    ``features``: "embedding" (``linear_features``; classes weighted to balance, L2 30) or "findings"
+    (``findings_features``, 14 values; unweighted, L2 3: weighting the classes cost 20 points of accuracy
+    on PubMedQA there, docs/benchmarks.md)."""
     from indexes.training import classification_metrics
 
     started = time.perf_counter()
@@ -459,19 +565,31 @@ def train_linear_verdict(
     random.Random(seed).shuffle(order)
     cut = max(1, round(len(order) * eval_share))
     held, train = order[:cut], order[cut:]
-    x = np.stack([r.features for r in retrieved])
+    if features not in FEATURE_SETS:
+        raise InputError(f"unknown verdict features {features!r}: choose one of {', '.join(FEATURE_SETS)}")
+    findings = features == "findings"
+    l2 = (3.0 if findings else 30.0) if l2 is None else l2
+    x = np.stack([r.findings if findings else r.features for r in retrieved])
     y = np.array([LABELS.index(r.question.label) for r in retrieved])
-    weights = _balanced(y[train])
-    head = LinearHead.fit(x[train], y[train], LABELS, l2=l2, class_weights=weights)
+
+    def weights(targets: np.ndarray) -> np.ndarray:
+        return np.ones(len(LABELS)) if findings else _balanced(targets)
+
+    head = LinearHead.fit(x[train], y[train], LABELS, l2=l2, class_weights=weights(y[train]))
     probabilities = head.predict_proba(x[held])
     calibration = calibrate_uncertain(probabilities, [retrieved[i].question.label for i in held], LABELS)
     held_metrics = classification_metrics(probabilities, y[held])
-    final = LinearHead.fit(x, y, LABELS, l2=l2, class_weights=_balanced(y))
+    final = LinearHead.fit(x, y, LABELS, l2=l2, class_weights=weights(y))
+    final.features = features
     final.manifest = {
         "task": "verdict",
-        "head": "linear",
+        "head": "findings" if findings else "linear",
         "labels": LABELS,
-        "features": "question vector, mean passage vector, their product; cue counts; best cosine",
+        "features": "cue counts and reported statistics (p-values, ratio intervals) of the best-ranked "
+        "article's findings"
+        if findings
+        else "question vector, mean passage vector, their product; cue counts; best cosine",
+        "class_weights": "none" if findings else "balanced",
         "embedder": embedder_name,
         "passage_words": PASSAGE_WORDS,
         "data": data,

@@ -135,8 +135,35 @@ _DENY_NEXT = re.compile(
     re.I,
 )
 _DENY_PREVIOUS = re.compile(r"\b(?:unchanged|unaffected|similar|comparable|equivalent|unrelated)\b", re.I)
-_SCOPE_SKIP = {"be", "been", "being", "is", "are", "was", "were", "a", "an", "the", "to", "of", "in", "with",
-               "and", "or", "any", "all", "more", "less", "only", "that", "this", "these", "as", "by", "for"}
+_SCOPE_SKIP = {
+    "be",
+    "been",
+    "being",
+    "is",
+    "are",
+    "was",
+    "were",
+    "a",
+    "an",
+    "the",
+    "to",
+    "of",
+    "in",
+    "with",
+    "and",
+    "or",
+    "any",
+    "all",
+    "more",
+    "less",
+    "only",
+    "that",
+    "this",
+    "these",
+    "as",
+    "by",
+    "for",
+}
 NEGATION_MARGIN = 0.05  # abstract sentences this close to the best one may carry the sentence's denial
 
 
@@ -169,7 +196,7 @@ def negation_agrees(sentence: str, texts: list[str], sims: np.ndarray) -> bool:
         if float(sims[i]) < top - NEGATION_MARGIN:
             continue
         theirs = denials(texts[i])
-        if mine and theirs or not mine and not theirs:
+        if (mine and theirs) or (not mine and not theirs):
             return True
         if mine and not any(_covered(scope, stems(texts[i])) for scope in mine):
             return True  # what the sentence denies is not what this abstract sentence says

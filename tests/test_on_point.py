@@ -168,6 +168,31 @@ def test_every_citation_shows_design_size_and_stance(extractive: Answerer) -> No
     assert "For and against:" in answer.to_text() and "**For and against:**" in answer.to_markdown()
 
 
+def test_the_packaged_findings_head_gives_the_verdict_by_default(
+    extractive: Answerer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MEDLIT_ANSWER__VERDICT_MODEL")  # as a user who configured nothing
+    extractive.settings = Settings()
+    answer = extractive.ask(ELDERLY, k=3)
+    assert answer.trace.verdicts["classifier"] in ("yes", "no", "uncertain")
+    assert "stances" in answer.trace.verdicts  # formed too, scored apart by eval answers
+    basis = answer.to_dict()["verdict_basis"]
+    assert basis.startswith("the verdict classifier verdict-findings.json (p=") or basis.startswith(
+        "none of the cited studies"
+    )
+    # a higher threshold than the calibrated one: only a surer verdict than any here stays definite
+    monkeypatch.setenv("MEDLIT_ANSWER__VERDICT_UNCERTAIN_BELOW", "0.999")
+    surer = Answerer(
+        extractive.store, Settings(), searcher=extractive.searcher, generator=ExtractiveGenerator()
+    )
+    assert surer.ask(ELDERLY, k=3).trace.verdicts["classifier"] == "uncertain"
+    monkeypatch.setenv("MEDLIT_ANSWER__VERDICT_MODEL", "none")  # off: the stances speak
+    off = Answerer(
+        extractive.store, Settings(), searcher=extractive.searcher, generator=ExtractiveGenerator()
+    )
+    assert "classifier" not in off.ask(ELDERLY, k=3).trace.verdicts
+
+
 def test_a_question_about_nothing_retrieved_abstains(extractive: Answerer) -> None:
     answer = extractive.ask("Does tocilizumab reduce mortality in hospitalized COVID-19 patients?", k=3)
     # COVID-19 mortality articles are retrieved, none about tocilizumab: said so, from the closest study

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from foundation.errors import InputError
 from foundation.settings import Settings
 from indexes.index_set import IndexSet
-from indexes.reranker_data import read_screening_csv
+from indexes.reranker_data import calibrate_abstention, read_question_files, read_screening_csv
 from indexes.search import Searcher
 from ingest.run import ingest_jsonl
 from ingest.store import Store
@@ -22,7 +22,15 @@ from medlit.cli import cli
 from rag.ask import Answerer
 from rag.generators import ExtractiveGenerator
 from rag.support_model import SupportClassifier, change_numbers, negate, swap_term
-from rag.verdict import LinearHead, VerdictClassifier, decide, verdict_passage
+from rag.verdict import (
+    LinearHead,
+    VerdictClassifier,
+    decide,
+    finding_sentences,
+    findings_text,
+    statistic_features,
+    verdict_passage,
+)
 from tests.tiny_bert import build_tiny_bert
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
@@ -154,6 +162,42 @@ def test_train_reranker_then_search_reranks_with_it(
 
     result = CliRunner().invoke(cli, ["search", "Does aspirin reduce stroke risk?", "--json"])
     assert result.exit_code == 0, result.output
+
+    # abstention: 2 held-out questions are too few to calibrate on; calibrated on all 24 when asked
+    assert manifest["abstention"]["abstain_below"] is None
+    assert "calibration needs 20" in manifest["abstention"]["reason"]
+    assert json.loads((out / "manifest.json").read_text())["abstention"] == manifest["abstention"]
+    with Store.open(settings) as store:
+        plain_searcher = Searcher(store, without)
+        calibrated = calibrate_abstention(
+            plain_searcher, out, read_question_files([questions]), k=5, candidates=5, fusion=10,
+            min_questions=1, progress=False,
+        )  # fmt: skip
+    assert calibrated["questions"] == 24 and 0.0 < calibrated["abstain_below"] < 1.0
+    assert calibrated["answerable_answered"] >= 0.95
+    assert 0.0 <= calibrated["relevant_removed_abstained"] <= 1.0
+
+    def ask_with(abstain_below: float, **env: str) -> object:
+        written = json.loads((out / "manifest.json").read_text())
+        written["abstention"] = {**calibrated, "abstain_below": abstain_below}
+        (out / "manifest.json").write_text(json.dumps(written))
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        current = Settings()
+        with Store.open(current) as store:
+            answerer = Answerer(store, current, generator=ExtractiveGenerator())
+            return answerer.ask("Does aspirin reduce stroke risk in patients?", k=5)
+
+    monkeypatch.setenv("MEDLIT_INDEX__RERANK_CANDIDATES", "5")
+    answer = ask_with(1.01)  # nothing reaches it: the reranker's threshold decides
+    assert answer.abstained and "the reranker's best score" in answer.reason
+    assert answer.trace.rerank_threshold == 1.01 and answer.trace.rerank_relevance is not None
+    # it decides instead of the cosine threshold, however high that is set
+    answer = ask_with(0.0, MEDLIT_ANSWER__ABSTAIN_THRESHOLD="0.99")
+    assert not answer.abstained or ("reranker" not in answer.reason and "close enough" not in answer.reason)
+    answer = ask_with(0.0, MEDLIT_INDEX__RERANK_ABSTAIN="false")  # switched off: the cosine one again
+    assert answer.abstained and "close enough to the question" in answer.reason
+    assert answer.trace.rerank_threshold is None
 
 
 def test_hard_negatives_are_judged_articles_unless_the_library_is_asked_for(
@@ -288,6 +332,61 @@ def test_linear_verdict_head_trains_saves_and_predicts(
     damaged.write_text(json.dumps(data))
     with pytest.raises(InputError, match="do not fit together"):
         VerdictClassifier.load(damaged)
+
+
+def test_findings_verdict_head_reads_the_best_articles_statistics(
+    library: tuple[Settings, Path], tmp_path: Path
+) -> None:
+    settings, questions = library
+    out = tmp_path / "findings.json"
+    result = run("train", "verdict", "--head", "findings", "--questions", str(questions), "--out", str(out))
+    assert result["head"] == "findings" and result["class_weights"] == "none"
+    assert result["bytes"] < 10_000  # 14 features: a file small enough to ship
+    model = VerdictClassifier.load(out)
+    assert model.linear is not None and model.linear.features == "findings"
+    with Store.open(settings) as store:
+        answerer = Answerer(store, settings, generator=ExtractiveGenerator())
+        _hits, evidence, _trace = answerer.retrieve("Does aspirin reduce stroke risk in patients?")
+        assert evidence is not None
+        prediction = model.predict(evidence)
+    best = (evidence.on_point() or evidence.sources)[0]
+    assert prediction.basis == findings_text(evidence)
+    chosen = finding_sentences(evidence)
+    assert chosen and {evidence.sentences[i].pmid for i in chosen} == {best.pmid}
+    assert "p < 0.05" in prediction.basis  # the trial's results, not the mouse study
+    # a head of another feature set is refused by name
+    data = json.loads(out.read_text())
+    data["features"] = "telepathy"
+    (tmp_path / "odd.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="unknown feature set"):
+        VerdictClassifier.load(tmp_path / "odd.json")
+
+
+@pytest.mark.parametrize(
+    ("sentences", "expected"),
+    [
+        # p-values under / over 0.05, "NS", a ratio whose interval excludes 1 and one that holds it
+        (
+            ["Mortality was lower (OR 0.62, 95% CI 0.45-0.85; p = 0.003).",
+             "Length of stay did not differ (HR, 1.1; 95% CI, 0.8 to 1.4; P=.42), NS."],
+            {"small": 1, "large": 2, "excludes": 1, "holds": 1, "share": 0.4, "read": 1.0},
+        ),
+        (
+            ["There was no significant difference in pain scores (p > 0.05)."],
+            {"small": 0, "large": 1, "excludes": 0, "holds": 0, "share": 0.0, "negated": 1},
+        ),
+        (["Patients were followed for 12 months."], {"small": 0, "large": 0, "share": 0.5, "read": 0.0}),
+    ],
+)  # fmt: skip
+def test_statistic_features_read_p_values_and_intervals(sentences: list[str], expected: dict) -> None:
+    values = statistic_features(sentences)
+    names = ["small", "large", "excludes", "holds", "signed", "negated", "share", "read"]
+    got = dict(zip(names, values.tolist(), strict=True))
+    for name, value in expected.items():
+        if name in ("share", "read"):
+            assert got[name] == pytest.approx(value)
+        else:
+            assert got[name] == pytest.approx(np.log1p(value))
 
 
 def test_uncertain_when_neither_yes_nor_no_is_confident() -> None:
