@@ -113,10 +113,11 @@ class IndexSettings(BaseModel):
         "questions for the rerankers trained here: docs/benchmarks.md).",
     )
     rerank_abstain: bool = Field(
-        True,
+        False,
         description="With a reranker whose training calibrated an abstention threshold (its manifest's "
         "`abstention.abstain_below`), answers abstain when its best score among the top k is under it, "
-        "instead of when the best cosine is under `answer.abstain_threshold`.",
+        "instead of when the best cosine is under `answer.abstain_threshold`. Off by default: a threshold "
+        "calibrated on one kind of labelled documents over-abstains on another (docs/training.md).",
     )
 
 

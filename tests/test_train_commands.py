@@ -189,6 +189,9 @@ def test_train_reranker_then_search_reranks_with_it(
             return answerer.ask("Does aspirin reduce stroke risk in patients?", k=5)
 
     monkeypatch.setenv("MEDLIT_INDEX__RERANK_CANDIDATES", "5")
+    answer = ask_with(1.01)  # off by default: the cosine threshold decides, as before
+    assert answer.trace.rerank_threshold is None and "reranker" not in (answer.reason or "")
+    monkeypatch.setenv("MEDLIT_INDEX__RERANK_ABSTAIN", "true")
     answer = ask_with(1.01)  # nothing reaches it: the reranker's threshold decides
     assert answer.abstained and "the reranker's best score" in answer.reason
     assert answer.trace.rerank_threshold == 1.01 and answer.trace.rerank_relevance is not None
