@@ -17,6 +17,10 @@ effect / no effect checked).
     MEDLIT_HOME=/tmp/lead/dev python bench/support.py --questions 400 \
         [--labels bench/data/support_labels.jsonl]
 
+With ``--model DIR`` a trained support classifier (``medlit train support``) is scored too (``classifier``:
+P(supported) against the article's three closest sentences, as the verifier reads it, with the same number
+and denial checks); use ``--batches 10B`` when it was trained on 7B-9B.
+
 Prints JSON.
 """
 
@@ -44,7 +48,7 @@ from rag.ask import Answerer  # noqa: E402
 from rag.focus import read_question  # noqa: E402
 from rag.generators import ExtractiveGenerator  # noqa: E402
 from rag.sentences import article_sentences, split_sentences  # noqa: E402
-from rag.verify import support_score  # noqa: E402
+from rag.verify import model_support, support_score  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -109,13 +113,17 @@ class Articles:
         return self.cache[pmid]
 
 
+CLASSIFIER: object | None = None  # --model: a trained support classifier, scored as the verifier uses it
+
+
 def pair_scores(sentence: str, vector: np.ndarray, article: tuple[list[str], np.ndarray, str]) -> dict:
     texts, vectors, whole = article
     support = support_score(vector, sentence, vectors, texts, whole)
-    return {
-        "cosine": support.single,
-        "support": support.score if support.numbers_ok and support.polarity_ok else -1.0,
-    }
+    rules = support.numbers_ok and support.polarity_ok
+    scores = {"cosine": support.single, "support": support.score if rules else -1.0}
+    if CLASSIFIER is not None:
+        scores["classifier"] = model_support(CLASSIFIER, sentence, texts, vectors @ vector) if rules else -1.0
+    return scores
 
 
 def build_pairs(answerer: Answerer, items: list[dict], seed: int) -> list[dict]:
@@ -203,13 +211,35 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=400, help="BioASQ questions (half calibrate).")
     parser.add_argument("--labels", type=Path, help="JSONL of hand-labelled model sentences.")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--batches",
+        nargs="*",
+        default=[],
+        help="Only BioASQ questions of these batches (e.g. 10B: the batch a support classifier trained "
+        "on 7B-9B never saw).",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="A support classifier (`medlit train support`): scored as the verifier uses it, with the "
+        "number and denial checks, at its manifest threshold and at its best F1 on the calibration half.",
+    )
     args = parser.parse_args()
+    global CLASSIFIER
+    threshold = None
+    if args.model:
+        from rag.support_model import SupportClassifier
+
+        CLASSIFIER = SupportClassifier.load(args.model)
+        threshold = CLASSIFIER.threshold
 
     settings = get_settings()
     store = Store.open(settings)
     answerer = Answerer(store, settings, generator=ExtractiveGenerator())
     items = [json.loads(line) for line in (DATA / "bioasq" / "questions.jsonl").open() if line.strip()]
     items = [i for i in items if i.get("relevant_pmids") and i.get("ideal_answer")]
+    if args.batches:
+        items = [i for i in items if str(i.get("batch", "")).startswith(tuple(args.batches))]
     random.Random(args.seed).shuffle(items)
     items = items[: args.questions]
     half = len(items) // 2
@@ -225,14 +255,18 @@ def main() -> None:
         "pairs": {"calibration": len(calibration), "held_out": len(held), "hand_labelled": len(model)},
         "kinds_held_out": {k: sum(p["kind"] == k for p in held) for k in sorted({p["kind"] for p in held})},
     }
-    for key in ("cosine", "support"):
+    for key in ("cosine", "support", *(["classifier"] if CLASSIFIER is not None else [])):
         t = best_threshold(calibration, key)
+        default = threshold if key == "classifier" else 0.75
         result[key] = {
             "held_out": report(held, key, t),
             "held_out_model_only": report([p for p in held if p["kind"] == "model"], key, t)
             if model
             else None,
-            "at_default_0.75": report(held, key, 0.75),
+            "at_default": report(held, key, default),
+            "model_only_at_default": report([p for p in held if p["kind"] == "model"], key, default)
+            if model
+            else None,
         }
     print(json.dumps(result, indent=2))
 

@@ -134,6 +134,11 @@ class AnswerSettings(BaseModel):
     k: int = Field(10, ge=1, le=100, description="Articles retrieved as evidence for one answer.")
     mode: str = Field("hybrid", description="Search mode used to retrieve evidence: hybrid, dense or bm25.")
     max_sentences: int = Field(4, ge=1, le=20, description="Sentences in an extractive answer.")
+    quote_fallback: bool = Field(
+        True,
+        description="When no sentence of a model's answer survives verification, quote the sources "
+        "instead (the extractive answer, verified the same way, and said so) rather than abstain.",
+    )
     quote_top: int = Field(
         5,
         ge=1,

@@ -24,6 +24,7 @@ from rag.appraise import age_group_unstudied, answer_notes, appraise, outcomes_u
 from rag.generators import (
     Draft,
     Evidence,
+    ExtractiveGenerator,
     GenerationError,
     Source,
     is_insufficient,
@@ -61,6 +62,7 @@ class Answerer:
             generator = make_generator(None, settings.answer, home=settings.home)
         self.generator = generator
         self._verdict_model: Any = None  # loaded on the first yes/no question (False: none configured)
+        self._support_model: Any = None  # loaded with the first answer checked (False: none configured)
 
     @property
     def embedder(self) -> Any:
@@ -218,18 +220,34 @@ class Answerer:
     def _verifier(self, evidence: Evidence) -> Verifier:
         cfg = self.settings.answer
         return Verifier(
-            evidence, self.embedder, cfg.support_threshold, summary_threshold=cfg.summary_threshold
+            evidence,
+            self.embedder,
+            cfg.support_threshold,
+            summary_threshold=cfg.summary_threshold,
+            support_model=self.support_model(),
         )
 
-    def _finish(self, question: str, trace: Trace, verifier: Verifier, verdict: str | None) -> Answer:
+    def _finish(
+        self,
+        question: str,
+        trace: Trace,
+        verifier: Verifier,
+        verdict: str | None,
+        *,
+        name: str | None = None,
+        fallback: bool = True,
+    ) -> Answer:
         checked = verifier.result()
-        name = self.generator.name
+        name = name or self.generator.name
         evidence = verifier.evidence
         focus = evidence.focus
         if not any(s.supported for s in checked.sentences):
             reason = "no sentence of the generated answer is supported by a retrieved abstract"
             if checked.off_point and not checked.sentences:
                 reason = "no sentence of the generated answer is about the question"
+            quoted = self._quoted_instead(question, trace, evidence, reason) if fallback else None
+            if quoted is not None:
+                return quoted
             answer = _abstain(question, trace, name, reason)
             answer.removed_citations = checked.removed
             answer.sentences = checked.sentences
@@ -256,6 +274,26 @@ class Answerer:
             off_point=checked.off_point,
         )
         self._decide(answer, evidence, verdict)
+        return answer
+
+    def _quoted_instead(self, question: str, trace: Trace, evidence: Evidence, reason: str) -> Answer | None:
+        """A model's answer of which no sentence was verified: the sources quoted instead (the extractive
+        generator on the same evidence, verified the same way), or None when that finds nothing either or
+        the generator already quotes. The model's own verdict line goes with its rejected answer."""
+        cfg = self.settings.answer
+        if not cfg.quote_fallback or isinstance(self.generator, ExtractiveGenerator):
+            return None
+        quoting = ExtractiveGenerator(max_sentences=cfg.max_sentences, top_ranked=cfg.quote_top)
+        verifier = self._verifier(evidence)
+        verifier.check_draft(quoting.generate(evidence))
+        trace.verdicts.pop("model", None)
+        answer = self._finish(
+            question, trace, verifier, None, name=f"{quoting.name} (instead of {self.generator.name})",
+            fallback=False,
+        )  # fmt: skip
+        if answer.abstained:
+            return None
+        answer.notes.insert(0, f"Quoted from the sources: the model's answer was set aside ({reason}).")
         return answer
 
     def _decide(self, answer: Answer, evidence: Evidence, model_verdict: str | None) -> None:
@@ -322,6 +360,19 @@ class Answerer:
                     path, uncertain_below=cfg.verdict_uncertain_below
                 )
         return self._verdict_model or None
+
+    def support_model(self) -> Any:
+        """The support classifier of the settings, else $MEDLIT_HOME/models/support; None when there is
+        none (the similarity threshold decides) or it is set to 'none'."""
+        if self._support_model is None:
+            path = self.settings.trained_model(self.settings.answer.support_model, "support")
+            if path is None:
+                self._support_model = False
+            else:
+                from rag.support_model import SupportClassifier
+
+                self._support_model = SupportClassifier.load(path)
+        return self._support_model or None
 
     def _draft(self, evidence: Evidence) -> Draft:
         draft = self.generator.generate(evidence)

@@ -20,7 +20,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +51,36 @@ _SUMMARY_CUE = re.compile(
     r"thus|therefore|hence|in\s+sum|collectively|altogether|these\s+(?:studies|findings|results|data))\b",
     re.I,
 )
+# A sentence about what the evidence shown does not say ("The sources do not provide information about
+# CYP expression", "No information on dosing is given in the abstracts") is no finding: it borrows the
+# words of what it denies, so similarity would "support" it with the very abstract that reports it. Only
+# wording that names the evidence as shown (sources, abstracts, the provided or retrieved texts) counts: a
+# quoted abstract's "most trials did not report harms" is a finding of that review.
+_EVIDENCE_SHOWN = (
+    r"(?:sources?|abstracts?|excerpts?|passages?|snippets?|context|(?:provided|given|retrieved|available|"
+    r"above|cited|listed)\s+(?:\w+\s+)?(?:articles?|studies|texts?|information|evidence|documents?|"
+    r"literature|papers?|data|sources?|abstracts?))"
+)
+_ABSENCE_CLAIM = re.compile(
+    rf"\b{_EVIDENCE_SHOWN}\b[^.;]{{0,40}}?\b(?:do(?:es)?|did|is|are|was|were|has|have)\s*(?:not|n't)\s+"
+    r"(?:\w+\s+)?(?:provide|mention|report|contain|include|address|discuss|specify|describe|say|state|give|"
+    r"offer|cover|present|detail|clarify|explain|answer|mentioned|"
+    r"reported|provided|addressed|discussed|specified|described|stated|given|available|found|included)"
+    rf"|\b(?:no|not\s+(?:enough|any|sufficient))\s+(?:specific\s+|direct\s+|relevant\s+|further\s+|"
+    rf"clear\s+)?(?:information|data|details?|mention|evidence)\b[^.;]{{0,60}}?\b(?:in|from|by|within)\s+"
+    rf"(?:the\s+|these\s+|those\s+)?{_EVIDENCE_SHOWN}\b"
+    rf"|\b(?:not|never)\s+(?:mentioned|reported|provided|addressed|discussed|specified|described|stated|"
+    rf"given|found|covered)\s+(?:in|by|within)\s+(?:the\s+|these\s+|those\s+|any\s+)?{_EVIDENCE_SHOWN}\b",
+    re.I,
+)
+ABSENCE_NOTE = "says what the sources do not contain: no abstract can support that"
+
+
+def absence_claim(text: str) -> bool:
+    """The sentence is about what the evidence shown does not say, not a finding (``_ABSENCE_CLAIM``)."""
+    return _ABSENCE_CLAIM.search(text) is not None
+
+
 SUMMARY_NOTE = "sums up the evidence the answer cites"
 ATTRIBUTED_NOTE = "cited by verification: the model gave no citation, this abstract supports it"
 
@@ -91,6 +122,7 @@ class Support:
     quote: int  # index (in the article's usable sentences) of the best sentence
     numbers_ok: bool  # every number the sentence states appears in the article
     polarity_ok: bool  # the sentence does not turn the article's finding around
+    model: float | None = None  # P(supported) from a trained support classifier, when one is configured
 
 
 def support_score(
@@ -124,6 +156,16 @@ def support_score(
         numbers_ok=numbers_ok,
         polarity_ok=polarity_ok,
     )
+
+
+MODEL_SENTENCES = 3  # a support classifier reads the sentence against the article's closest three
+
+
+def model_support(classifier: Any, sentence: str, texts: list[str], sims: np.ndarray) -> float:
+    """P(supported) a trained support classifier (``rag.support_model.SupportClassifier``) gives the
+    sentence against the best of the article's ``MODEL_SENTENCES`` sentences closest to it by cosine."""
+    top = np.argsort(-sims)[:MODEL_SENTENCES]
+    return float(np.max(classifier.score([(sentence, texts[int(i)]) for i in top])))
 
 
 # A claim said not to hold, or a finding of no difference. Cues that deny what follows them ("not
@@ -245,8 +287,10 @@ class Verifier:
         support_threshold: float,
         *,
         summary_threshold: float | None = None,
+        support_model: Any = None,
     ) -> None:
         self.evidence = evidence
+        self.support_model = support_model  # a trained classifier instead of the similarity threshold
         self.embedder = embedder
         self.threshold = support_threshold
         self.summary_threshold = support_threshold - 0.1 if summary_threshold is None else summary_threshold
@@ -282,7 +326,7 @@ class Verifier:
         for d, v in zip(drafts, vectors, strict=True):
             index = len(self.sentences)
             checked = self._one(index, d, v)
-            if not d.pmids and not d.cited and checked.on_point:
+            if not d.pmids and not d.cited and checked.on_point and not self._absence(d):
                 self._pending[index] = (d, v)  # checked once the rest of the answer is known
                 checked.note = "no citation (checked against the evidence at the end of the answer)"
             self.sentences.append(checked)
@@ -294,7 +338,11 @@ class Verifier:
         if not mask.any():
             return None
         texts = [s.text for s, m in zip(self.evidence.sentences, mask, strict=True) if m]
-        return support_score(vector, text, self.evidence.vectors[mask], texts, self._article_text[pmid])
+        vectors = self.evidence.vectors[mask]
+        support = support_score(vector, text, vectors, texts, self._article_text[pmid])
+        if self.support_model is None:
+            return support
+        return replace(support, model=model_support(self.support_model, text, texts, vectors @ vector))
 
     def _on_point(self, text: str, pmids: list[int]) -> tuple[bool, str | None]:
         focus = self.focus
@@ -319,6 +367,9 @@ class Verifier:
 
     def _one(self, index: int, sentence: DraftSentence, vector: np.ndarray) -> AnswerSentence:
         on_point, why = self._on_point(sentence.text, [p for p in sentence.pmids if p in self.by_pmid])
+        absence = self._absence(sentence)
+        if absence and why is None:
+            why = ABSENCE_NOTE
         kept: list[int] = []
         best_support: float | None = None
         quotes: dict[int, tuple[float, str]] = {}
@@ -336,7 +387,7 @@ class Verifier:
             marker = f"[{self.by_pmid[pmid].number}] PMID {pmid}"
             if not on_point:
                 continue  # set aside as a whole below: its citations are neither kept nor counted
-            reason = self._refusal(support)
+            reason = self._refusal(support) or (ABSENCE_NOTE if absence else None)
             if reason is not None:
                 self.removed.append(RemovedCitation(marker, reason, index))
                 continue
@@ -344,8 +395,23 @@ class Verifier:
             quotes[pmid] = (support.score, self._quote(pmid, support))
         return self._settle(index, sentence, kept, quotes, best_support, on_point, why)
 
+    def _absence(self, sentence: DraftSentence) -> bool:
+        """A claim about what the sources do not say; not one quoted word for word from a cited abstract
+        (there it is that article's own finding)."""
+        if not absence_claim(sentence.text):
+            return False
+        quoted = sentence.text.strip().rstrip(".")
+        return not any(quoted in self._article_text.get(p, "") for p in sentence.pmids)
+
     def _refusal(self, support: Support) -> str | None:
-        if support.score < self.threshold:
+        if support.model is not None:
+            threshold = self.support_model.threshold
+            if support.model < threshold:
+                return (
+                    f"the support classifier finds no sentence of its abstract that supports it "
+                    f"(p={support.model:.2f} < {threshold:.2f})"
+                )
+        elif support.score < self.threshold:
             return (
                 f"its abstract does not support the sentence (similarity {support.score:.2f} < "
                 f"{self.threshold:.2f})"

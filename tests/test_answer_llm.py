@@ -38,7 +38,7 @@ from medlit.cli import cli
 from rag.answer import INSUFFICIENT
 from rag.ask import Answerer
 from rag.generators import Draft, GenerationError, OpenAIGenerator
-from rag.verify import verify
+from rag.verify import absence_claim, verify
 from tests.fake_openai import ChatRequest, FakeOpenAI, Reply
 
 QUESTION = "Does metformin reduce cancer incidence in type 2 diabetes?"
@@ -269,13 +269,69 @@ def test_an_uncited_sentence_is_cited_by_verification_when_an_abstract_supports_
     ]
 
 
+def test_a_claim_about_what_the_sources_do_not_say_is_not_supported(answerer, fake: FakeOpenAI) -> None:
+    """ "The sources do not provide information about X" borrows the words of the abstract that reports X:
+    by similarity alone it would be cited to it, uncited it would be cited by verification."""
+    fake.script(
+        lambda r: (
+            f"Metformin reduces cancer incidence in adults with type 2 diabetes [{r.number(501)}]. "
+            "The sources do not provide information about metformin and cancer incidence in type 2 "
+            f"diabetes [{r.number(501)}]. The provided abstracts do not mention whether metformin reduced "
+            "cancer incidence in type 2 diabetes."
+        )
+    )
+    answer = answerer().ask(QUESTION)
+    first, cited, uncited = answer.sentences
+    assert first.supported and first.citations == [1]
+    for sentence in (cited, uncited):
+        assert not sentence.supported and sentence.citations == []
+        assert sentence.note == "says what the sources do not contain: no abstract can support that"
+    (removed,) = [r for r in answer.removed_citations if r.sentence == 1]
+    assert removed.reason == "says what the sources do not contain: no abstract can support that"
+    assert_only_verified(answer, answer.trace.retrieved)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "absence"),
+    [
+        ("The sources do not provide information about the expression of CYP genes.", True),
+        ("No information on dosing is given in the abstracts.", True),
+        ("The effect on mortality is not reported in the retrieved articles.", True),
+        ("There is no specific data in the provided studies about elderly patients.", True),
+        ("Most trials did not report adverse events.", False),  # a review's finding, quoted
+        ("Metformin did not reduce cancer incidence.", False),
+        ("The available evidence does not support routine use of dexamethasone.", False),  # a conclusion
+        ("Abstracts were screened by two reviewers.", False),
+    ],
+)
+def test_absence_claims_are_told_from_findings(sentence: str, absence: bool) -> None:
+    assert absence_claim(sentence) is absence
+
+
 def test_an_uncited_answer_no_abstract_supports_abstains(answerer, fake: FakeOpenAI) -> None:
     fake.script("Metformin cures every cancer within a week.", "Metformin cures every cancer within a week.")
-    answer = answerer().ask(QUESTION)
+    answer = answerer(quote_fallback=False).ask(QUESTION)
     assert answer.abstained and answer.text == INSUFFICIENT and answer.citations == []
     assert answer.reason == "no sentence of the generated answer is supported by a retrieved abstract"
     assert [s.note for s in answer.sentences] == ["no citation, and no retrieved abstract supports it"]
     assert INSUFFICIENT in answer.to_text() and "Reason: no sentence" in answer.to_text()
+
+
+def test_an_answer_with_nothing_verifiable_quotes_the_sources_instead(answerer, fake: FakeOpenAI) -> None:
+    fake.script("Verdict: yes\nMetformin cures every cancer within a week [1].")
+    answer = answerer().ask(QUESTION)
+    assert not answer.abstained and answer.generator == "extractive (instead of openai:fake-med-7b)"
+    assert answer.notes[0] == (
+        "Quoted from the sources: the model's answer was set aside (no sentence of the generated answer is "
+        "supported by a retrieved abstract)."
+    )
+    assert "cures" not in answer.text and all(s.supported for s in answer.sentences)
+    assert "model" not in answer.trace.verdicts  # its verdict line went with its answer
+    assert_only_verified(answer, answer.trace.retrieved)
+    for sentence in answer.sentences:  # quotes: each is a sentence of the abstract it cites
+        (number,) = sentence.citations[:1]
+        pmid = next(c.pmid for c in answer.citations if c.number == number)
+        assert sentence.text.rstrip(".") in TEXTS[pmid]
 
 
 @pytest.mark.parametrize(

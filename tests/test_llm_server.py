@@ -202,6 +202,15 @@ def check_events(events: list[dict[str, Any]], corpus: dict[int, dict[str, Any]]
 # ----- answers end to end -----------------------------------------------------------------------------------
 
 
+def assert_written_by(answer: dict[str, Any], label: str) -> None:
+    """The model wrote the answer, or none of its sentences was verified and the sources were quoted
+    instead, which the answer says (``answer.quote_fallback``)."""
+    if answer["generator"] == label:
+        return
+    assert answer["generator"] == f"extractive (instead of {label})"
+    assert answer["notes"][0].startswith("Quoted from the sources: the model's answer was set aside (")
+
+
 def test_questions_are_answered_through_the_stream_with_verified_citations(
     server: StartedServer, store: Store, settings: Settings, corpus: dict[int, dict[str, Any]]
 ) -> None:
@@ -211,11 +220,12 @@ def test_questions_are_answered_through_the_stream_with_verified_citations(
         before = requests_in_log(server)
         final = check_events(list(answerer.stream(question)), corpus)
         assert requests_in_log(server) == before + 1  # the model was asked, once, over SSE
-        assert final["generator"] == f"openai:{SPEC.alias}"
+        assert_written_by(final, f"openai:{SPEC.alias}")
         assert int(pmid) in final["trace"]["retrieved"]
         finals.append(final)
-    # The 0.5B model is too weak to judge answers with: at the calibrated thresholds it mostly abstains
-    # (measured: all three questions). What is checked is that whatever it writes is verified.
+    # The 0.5B model is too weak to judge answers with: at the calibrated thresholds none of its sentences
+    # is mostly verified (measured: all three questions), and the sources are quoted instead. What is
+    # checked is that whatever it writes is verified, and that the answer says who wrote it.
     text = answerer.ask(next(iter(QUESTIONS.values()))).to_text()
     assert DISCLAIMER in text
 
@@ -353,7 +363,7 @@ def test_medlit_llm_install_serve_status_stop(home: Path, test_model: Path) -> N
         asked = runner.invoke(cli, [*base, "ask", "--json", QUESTIONS["11340218"]], env=env)
         assert asked.exit_code == 0, asked.output
         answer = json.loads(asked.stdout)
-        assert answer["generator"] == f"openai:{SPEC.alias} (llama.cpp at 127.0.0.1:{port})"
+        assert_written_by(answer, f"openai:{SPEC.alias} (llama.cpp at 127.0.0.1:{port})")
         assert answer["disclaimer"] == DISCLAIMER
     finally:
         stopped = runner.invoke(cli, [*base, "llm", "stop"])
@@ -386,5 +396,5 @@ def test_the_local_generator_runs_the_installed_model_in_process(
     final = check_events(
         list(make_answerer(store, settings, answer, generator).stream(QUESTIONS["11340218"])), corpus
     )
-    assert final["generator"] == f"local:{SPEC.filename}"
+    assert_written_by(final, f"local:{SPEC.filename}")
     assert generator._model[1].n_ctx() == N_CTX

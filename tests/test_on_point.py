@@ -381,6 +381,8 @@ def test_an_inline_marker_that_fails_is_never_cut_out(model: Answerer, fake: Fak
             f"The study by [{r.number(401)}] found that laparoscopic cholecystectomy cured reflux in adults."
         )
     )
+    answer_settings = model.settings.answer.model_copy(update={"quote_fallback": False})  # keep its text
+    model.settings = model.settings.model_copy(update={"answer": answer_settings})
     answer = model.ask(ELDERLY, k=3)
     shown = answer.sentences[0] if answer.sentences else None
     assert shown is not None and not shown.supported

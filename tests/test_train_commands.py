@@ -439,6 +439,45 @@ def test_cross_encoder_verdict_and_support_models(
     assert scores.shape == (1,) and 0.0 <= float(scores[0]) <= 1.0
     with pytest.raises(InputError, match="not a support model"):
         SupportClassifier.load(tmp_path / "verdict")
+    check_answers_use_the_support_model(settings, tmp_path / "support")
+
+
+def check_answers_use_the_support_model(settings: Settings, trained: Path) -> None:
+    """``answer.support_model`` (or $MEDLIT_HOME/models/support) decides a citation instead of the
+    similarity threshold, at the threshold calibrated in its manifest; the number and denial checks stay."""
+    question = "Does statin reduce cancer risk in patients?"
+    claim = "Statin was given to patients in a cancer study [1]."  # a weak paraphrase: under 0.75 cosine
+
+    def verify_with(model: str, threshold: float | None = None) -> tuple[Answerer, list]:
+        answer = settings.answer.model_copy(update={"support_model": model})
+        answerer = Answerer(
+            store, settings.model_copy(update={"answer": answer}), generator=ExtractiveGenerator()
+        )
+        if threshold is not None:
+            answerer.support_model().threshold = threshold
+        _hits, evidence, _trace = answerer.retrieve(question)
+        assert evidence is not None
+        verifier = answerer._verifier(evidence)
+        return answerer, [
+            *verifier.check_text(claim),
+            *verifier.check_text("Statin reduced cancer by 97% [1]."),
+        ]
+
+    with Store.open(settings) as store:
+        answerer, (plain, _) = verify_with("none")
+        assert answerer.support_model() is None
+        assert not plain.supported and plain.support is not None and plain.support < 0.75
+        answerer, (lenient, numbers) = verify_with(str(trained), threshold=0.0)
+        assert isinstance(answerer.support_model(), SupportClassifier)
+        assert lenient.supported  # the classifier, not the cosine, decided
+        assert not numbers.supported  # "97%" is in no abstract, whatever the classifier says
+        _answerer, (strict, _) = verify_with(str(trained), threshold=1.01)
+        assert not strict.supported
+        answer = Answerer(store, settings, generator=ExtractiveGenerator())
+        assert answer.support_model() is None  # nothing in $MEDLIT_HOME/models/support
+        settings.model_cache.mkdir(parents=True, exist_ok=True)
+        (settings.model_cache / "support").symlink_to(trained)
+        assert isinstance(Answerer(store, settings).support_model(), SupportClassifier)
 
 
 def test_claim_perturbations() -> None:
