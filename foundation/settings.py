@@ -147,6 +147,14 @@ class AnswerSettings(BaseModel):
         "question); the others only when these have nothing to quote (cited articles ranked 6-10 were "
         "relevant half as often as those ranked 1-5: docs/answers.md).",
     )
+    quote_within: float | None = Field(
+        0.08,
+        ge=0.0,
+        le=1.0,
+        description="An extractive answer quotes only the articles whose best sentence scores within this "
+        "of the best one's (question similarity and the generator's preferences); 'none': every "
+        "article about the question may be quoted. Chosen on BioASQ 7B-9B questions (docs/answers.md).",
+    )
     abstain_threshold: float = Field(
         0.54,
         description="Abstain when no retrieved sentence is at least this similar to the question (cosine, "
@@ -219,6 +227,14 @@ class AnswerSettings(BaseModel):
         description="A support classifier trained by `medlit train support` (answer sentence, evidence "
         "sentence → supported). Unset: $MEDLIT_HOME/models/support when it exists; 'none': off.",
     )
+
+    @field_validator("quote_within", mode="before")
+    @classmethod
+    def _no_cut(cls, value: object) -> object:
+        """``MEDLIT_ANSWER__QUOTE_WITHIN=none`` (or off, null, empty): no cut."""
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "off", "null"):
+            return None
+        return value
 
 
 class ServeSettings(BaseModel):

@@ -8,6 +8,8 @@ Per question set:
 - ``sentences_supported``; ``sentences_on_point``: share of answer sentences that name a main concept of
   the question (``rag.focus``); ``sentences_set_aside``: generated sentences dropped as not about it;
 - ``abstention_rate`` (every question of these sets is answerable: its relevant articles are in the library);
+  ``written_by``: answered questions per generator (a model's answer, or "extractive (instead of ...)" when
+  none of its sentences was verified and the sources were quoted);
 - ``accuracy`` and ``macro_f1`` of the verdict over *all* labelled questions (PubMedQA ``answer``, BioASQ
   yes/no ``exact_answer``; "uncertain" is "maybe"; an abstention or a missing verdict counts as wrong),
   ``accuracy_answered`` over the answered ones, and ``always_yes`` for scale;
@@ -62,10 +64,13 @@ def score_answers(answerer: Answerer, questions: list[AnswerQuestion]) -> dict[s
     verdicts: list[tuple[str, str]] = []  # (gold, predicted) for every labelled question
     candidates: dict[str, list[tuple[str, str]]] = {}  # the same for each verdict formed (model, stances...)
     times = []
+    written_by: dict[str, int] = {}  # answered questions per generator (a model's, or the sources quoted)
     for question in questions:
         started = time.perf_counter()
         answer = answerer.ask(question.text)
         times.append((time.perf_counter() - started) * 1000)
+        if not answer.abstained:
+            written_by[answer.generator] = written_by.get(answer.generator, 0) + 1
         retrieved = set(answer.trace.retrieved)
         pmids = [c.pmid for c in answer.citations]
         cited += len(pmids)
@@ -103,6 +108,7 @@ def score_answers(answerer: Answerer, questions: list[AnswerQuestion]) -> dict[s
         "sentences_supported": _share(supported, sentences),
         "sentences_on_point": _share(on_point, sentences),
         "sentences_set_aside": set_aside,
+        "written_by": dict(sorted(written_by.items(), key=lambda item: -item[1])),
         "labelled": len(verdicts),
         "verdicts": sum(p not in ("none", "missing") for _g, p in verdicts),
         "accuracy": _share(sum(g == p for g, p in verdicts), len(verdicts)),

@@ -283,7 +283,7 @@ class Answerer:
         cfg = self.settings.answer
         if not cfg.quote_fallback or isinstance(self.generator, ExtractiveGenerator):
             return None
-        quoting = ExtractiveGenerator(max_sentences=cfg.max_sentences, top_ranked=cfg.quote_top)
+        quoting = ExtractiveGenerator.from_settings(cfg)
         verifier = self._verifier(evidence)
         verifier.check_draft(quoting.generate(evidence))
         trace.verdicts.pop("model", None)

@@ -157,7 +157,8 @@ class ExtractiveGenerator:
     Score = cosine(question, sentence) + a preference for conclusions and results + a little for the
     article's rank; maximal marginal relevance keeps five sentences from saying the same thing; at most two
     sentences from one article. Only the ``top_ranked`` best-ranked articles are quoted while they offer a
-    sentence: the further down the retrieved list, the less often an article is relevant.
+    sentence: the further down the retrieved list, the less often an article is relevant; with ``within``
+    (``answer.quote_within``), only those whose best sentence scores within it of the best article's.
     """
 
     name = "extractive"
@@ -169,17 +170,28 @@ class ExtractiveGenerator:
         diversity: float = 0.3,
         per_article: int = 2,
         top_ranked: int | None = 5,
+        within: float | None = 0.08,
     ) -> None:
         self.max_sentences = max_sentences
         self.top_ranked = top_ranked
+        self.within = within
         self.min_similarity = min_similarity
         self.diversity = diversity
         self.per_article = per_article
 
+    @classmethod
+    def from_settings(cls, settings: AnswerSettings) -> ExtractiveGenerator:
+        return cls(
+            max_sentences=settings.max_sentences,
+            top_ranked=settings.quote_top,
+            within=settings.quote_within,
+        )
+
     def candidates(self, evidence: Evidence) -> list[tuple[int, float]]:
         """(sentence index, score) of every sentence that may be quoted, best first: only sentences of
         articles about the question (``Evidence.on_point``) that name one of its main concepts; articles
-        whose population is not the question's come last."""
+        whose population is not the question's come last; with ``within``, only articles whose best
+        sentence scores within it of the best."""
         ranks = {s.pmid: s.rank for s in evidence.sources}
         allowed = {s.pmid: s for s in evidence.on_point()}
         focus = evidence.focus
@@ -225,7 +237,12 @@ class ExtractiveGenerator:
             scored = top or scored
         # a paediatric cohort for a question about the elderly: quoted only when nothing else is
         matching = [(i, v) for i, v in scored if not allowed[evidence.sentences[i].pmid].population_clash]
-        return matching or scored
+        scored = matching or scored
+        if self.within is not None and scored:  # an article far below the best is less often relevant
+            best = scored[0][1]
+            close = {evidence.sentences[i].pmid for i, v in scored if v >= best - self.within}
+            scored = [(i, v) for i, v in scored if evidence.sentences[i].pmid in close]
+        return scored
 
     def generate(self, evidence: Evidence) -> Draft:
         chosen: list[int] = []
@@ -687,11 +704,11 @@ def make_generator(
     if name == "auto":
         server = running_server(home)
         if server is None:
-            return ExtractiveGenerator(max_sentences=settings.max_sentences, top_ranked=settings.quote_top)
+            return ExtractiveGenerator.from_settings(settings)
         served = settings.model_copy(update={"base_url": server.base_url, "model": server.model})
         return OpenAIGenerator(served, transport=transport, name=server.label)
     if name == "extractive":
-        return ExtractiveGenerator(max_sentences=settings.max_sentences, top_ranked=settings.quote_top)
+        return ExtractiveGenerator.from_settings(settings)
     if name == "openai":
         server = running_server(home) if settings.model == "default" else None
         if server is not None and settings.base_url.rstrip("/") == server.base_url:

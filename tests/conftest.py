@@ -31,6 +31,7 @@ def fake_model_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MEDLIT_ANSWER__ABSTAIN_THRESHOLD", "0.45")
     monkeypatch.setenv("MEDLIT_ANSWER__SUPPORT_THRESHOLD", "0.6")
     monkeypatch.setenv("MEDLIT_ANSWER__SUMMARY_THRESHOLD", "0.5")
+    monkeypatch.setenv("MEDLIT_ANSWER__QUOTE_WITHIN", "0.2")  # word overlaps spread wider than cosines
     # the packaged verdict head would speak first on every yes/no question: tests of the other verdict
     # sources (a model's "Verdict:" line, the stances) switch it off; tests of it switch it back on
     monkeypatch.setenv("MEDLIT_ANSWER__VERDICT_MODEL", "none")

@@ -286,6 +286,7 @@ def test_eval_answers_reports_grounding(settings: Settings, tmp_path: Path, corp
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["n"] == 2 and report["citations_in_retrieved"] == 1.0
     assert report["abstention_rate"] == 0.5 and report["sentences_supported"] == 1.0
+    assert report["written_by"] == {"extractive": 1}  # the answered one
     # the one labelled question is answered with a verdict from the cited studies' stances
     assert report["cites_relevant"] == 1.0 and report["labelled"] == 1 and report["verdicts"] == 1
     shown = report["verdicts_shown"]
@@ -453,3 +454,42 @@ def test_extractive_answers_quote_the_best_ranked_articles_first() -> None:
         107,
         108,
     }
+
+
+def test_extractive_answers_quote_only_articles_close_to_the_best() -> None:
+    """``answer.quote_within``: an article whose best sentence scores far below the best article's is
+    relevant less often; it is quoted only when the cut is off."""
+    import numpy as np
+
+    from rag.generators import Evidence, Source
+    from rag.sentences import SourceSentence
+
+    similarity = {101: 0.80, 102: 0.76, 103: 0.60}  # cosine of each article's finding to the question
+    sources, sentences, rows = [], [], []
+    for rank, (pmid, cosine) in enumerate(similarity.items(), start=1):
+        own = [
+            SourceSentence(pmid, 0, f"Title {rank}"),
+            SourceSentence(
+                pmid, 1, f"Warfarin reduced stroke in trial {rank} of patients with atrial fibrillation."
+            ),
+        ]
+        sources.append(Source(rank, pmid, f"Title {rank}", None, 2020, [], rank, own))
+        sentences += own
+        rest = [0.0, 0.0, 0.0]
+        rest[rank - 1] = float(np.sqrt(1 - cosine**2))  # apart from each other: none is redundant
+        rows += [[1.0, 0.0, 0.0, 0.0], [cosine, *rest]]
+    evidence = Evidence(
+        "Does warfarin reduce stroke?", sources, sentences, np.array(rows), np.array([1.0, 0.0, 0.0, 0.0])
+    )
+
+    def quoted(generator: ExtractiveGenerator) -> set[int]:
+        return {evidence.sentences[i].pmid for i, _s in generator.candidates(evidence)}
+
+    assert quoted(ExtractiveGenerator(within=0.08)) == {101, 102}
+    assert quoted(ExtractiveGenerator(within=None)) == {101, 102, 103}
+    assert quoted(ExtractiveGenerator(within=0.0)) == {101}
+    cited = {p for s in ExtractiveGenerator(within=0.08).generate(evidence).sentences or [] for p in s.pmids}
+    assert cited == {101, 102}
+    defaults = AnswerSettings()
+    assert ExtractiveGenerator.from_settings(defaults).within == defaults.quote_within == 0.08
+    assert AnswerSettings(quote_within="none").quote_within is None  # MEDLIT_ANSWER__QUOTE_WITHIN=none

@@ -230,6 +230,7 @@ def test_resume_after_a_kill_answers_each_question_once(
 
 SLOW_JOB = """
 import sys, time
+from foundation.settings import get_settings
 from medlit.batch import run_batch
 from rag.generators import ExtractiveGenerator
 
@@ -242,7 +243,7 @@ class StallsOnTheThirdAnswer(ExtractiveGenerator):
             time.sleep(600)  # killed here
         return super().generate(evidence)
 
-run_batch(sys.argv[1], sys.argv[2], generator=StallsOnTheThirdAnswer())
+run_batch(sys.argv[1], sys.argv[2], generator=StallsOnTheThirdAnswer.from_settings(get_settings().answer))
 """
 
 
