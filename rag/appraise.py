@@ -21,6 +21,7 @@ import numpy as np
 from rag.answer import MISSING_CONCEPT
 from rag.evidence import EvidenceLevel, sample_size, studies_pooled, study_design
 from rag.focus import (
+    Concept,
     Focus,
     _ages,
     age_groups_of_study,
@@ -230,8 +231,25 @@ def outcomes_unreported(evidence: Evidence, cited: Iterable[int]) -> list[str]:
     if focus is None or not focus.yes_no or not pmids or not focus.by_role("intervention"):
         return []
     sources = evidence.by_pmid()
-    mentioned = {text for p in pmids if p in sources for text in sources[p].mentions}
-    return [text for text in focus.by_role("outcome") if text not in mentioned]
+    found: set[str] = set()
+    for pmid in pmids:
+        if pmid in sources:
+            source = sources[pmid]
+            found |= stems(" ".join([source.title, source.text, *source.mesh, *source.keywords]))
+    return [c.text for c in focus.concepts if c.role == "outcome" and not reported(c, found)]
+
+
+REPORTED_PREFIX = 8  # "cytokinetic" reports "cytokinesis": long words sharing their first eight letters
+
+
+def reported(concept: Concept, found: set[str]) -> bool:
+    """Whether a text with these folded words reports the concept, read loosely: a rule that takes a
+    verdict away must be sure the concept is not there, so the head word is enough ("wounding" reports
+    "wound healing"), and a long word reports another with the same first eight letters."""
+    if concept.in_stems(found, loose=True):
+        return True
+    prefixes = {w[:REPORTED_PREFIX] for w in found if len(w) >= REPORTED_PREFIX}
+    return any(k[:REPORTED_PREFIX] in prefixes for k in concept.anchors if len(k) >= REPORTED_PREFIX)
 
 
 def age_group_unstudied(evidence: Evidence, cited: Iterable[int]) -> bool:

@@ -19,7 +19,9 @@ from indexes.embedder import FakeEmbedder
 from ingest.run import ingest_jsonl
 from ingest.store import Store
 from rag.answer import Answer
+from rag.appraise import reported
 from rag.ask import Answerer
+from rag.focus import read_question, stems
 from rag.generators import ExtractiveGenerator
 from tests.fake_openai import ChatRequest, FakeOpenAI
 
@@ -426,3 +428,19 @@ def test_an_uncited_claim_in_the_middle_is_not_covered_by_the_rest(model: Answer
     answer = model.ask(ELDERLY, k=3)
     assert answer.sentences[1].supported is False
     assert answer.sentences[1].note == "no citation, and no retrieved abstract supports it"
+
+
+@pytest.mark.parametrize(
+    ("question", "text", "reports"),
+    [
+        ("Is SMOC2 expressed during wound healing?", "Smoc2 functions in the response to wounding.", True),
+        ("Is AGO2 related to cytokinesis?", "AGO2 localizes to cytokinetic protrusions.", True),
+        ("Does metformin reduce cancer incidence?", "Metformin lowered the incidence of cancers.", True),
+        ("Does metformin reduce cancer incidence?", "Metformin improved glycaemic control.", False),
+        ("Is AGO2 related to cytokinesis?", "AGO2 binds cytokines in plasma.", False),
+    ],
+)
+def test_an_outcome_is_reported_in_other_words(question: str, text: str, reports: bool) -> None:
+    """The outcome rule takes a verdict away only when no cited study reports the outcome in any form."""
+    (outcome,) = [c for c in read_question(question).concepts if c.role == "outcome"]
+    assert reported(outcome, stems(text)) is reports
