@@ -85,7 +85,12 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library]:
     settings = Settings(
         home=root / "home",
         embedding={"backend": "fake"},  # type: ignore[arg-type]
-        answer={"abstain_threshold": 0.45, "support_threshold": 0.6, "verdict_model": "none"},  # type: ignore[arg-type]
+        answer={  # type: ignore[arg-type]
+            "abstain_threshold": 0.45,
+            "support_threshold": 0.6,
+            "verdict_model": "none",
+            "quote_within": 0.2,  # the fake embedder's word overlaps spread wider than cosines
+        },
         serve=ServeSettings(rate_limit=0),
     )
     with Library(settings=settings, embedder=FakeEmbedder(64)) as library:
