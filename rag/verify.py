@@ -5,8 +5,11 @@
 2. Each cited article must support the sentence (``support_score``): a sentence of its abstract (never one
    that looks like an instruction to a model) says the same, or two of its sentences together do (a
    sentence that sums up), while the sentence's own numbers appear in the article and a "no effect" claim
-   is not drawn from a finding of an effect (or the reverse). Citations that do not support the sentence
-   are removed; a sentence left without any is marked unsupported.
+   is not drawn from a finding of an effect (or the reverse). With a trained support classifier
+   (``support_model``) its P(supported) decides instead of the similarity threshold. A sentence about what
+   the sources do not say ("the sources do not provide information about X") is no finding and keeps no
+   citation. Citations that do not support the sentence are removed; a sentence left without any is
+   marked unsupported.
 3. The sentence must be about the question (when the evidence was appraised, ``rag.appraise``): it
    mentions one of the question's main concepts, and its primary concept unless every article it cites is
    about it. A sentence that is not is no answer sentence: it is set aside, whatever its citations.
