@@ -328,8 +328,9 @@ class Verifier:
         out = []
         for d, v in zip(drafts, vectors, strict=True):
             index = len(self.sentences)
-            checked = self._one(index, d, v)
-            if not d.pmids and not d.cited and checked.on_point and not self._absence(d):
+            absence = self._absence(d)
+            checked = self._one(index, d, v, absence)
+            if not d.pmids and not d.cited and checked.on_point and not absence:
                 self._pending[index] = (d, v)  # checked once the rest of the answer is known
                 checked.note = "no citation (checked against the evidence at the end of the answer)"
             self.sentences.append(checked)
@@ -368,9 +369,8 @@ class Verifier:
             return False, f"not about {primary.text}: neither it nor the articles it cites are"
         return True, None
 
-    def _one(self, index: int, sentence: DraftSentence, vector: np.ndarray) -> AnswerSentence:
+    def _one(self, index: int, sentence: DraftSentence, vector: np.ndarray, absence: bool) -> AnswerSentence:
         on_point, why = self._on_point(sentence.text, [p for p in sentence.pmids if p in self.by_pmid])
-        absence = self._absence(sentence)
         if absence and why is None:
             why = ABSENCE_NOTE
         kept: list[int] = []
