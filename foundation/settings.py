@@ -69,8 +69,11 @@ class EmbeddingSettings(BaseModel):
         "fake.",
     )
     device: str = Field("auto", description="auto, cpu or cuda (torch backend).")
-    batch_size: int = Field(
-        32, ge=1, description="Texts per forward pass (64 holds ~0.5 GB more in ONNX Runtime, no faster)."
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Texts per forward pass (default: 4 for ONNX on the CPU, measured fastest: 77 documents/s "
+        "against 54 with 32 on 2 cores; 64 for torch, on a GPU).",
     )
     threads: int | None = Field(None, ge=1, description="ONNX Runtime threads (default: every usable CPU).")
     query_prefix: str = Field("", description="Prepended to queries (e.g. 'query: ' for e5 models).")

@@ -48,6 +48,11 @@ FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 MANIFEST_FILE = "export.json"
 _CHUNK = 8192  # texts tokenised and length-sorted together (bounds memory on huge calls)
+# Texts per forward pass. ONNX Runtime on the CPU runs small batches fastest (2 cores, int8 MiniLM: 77
+# abstracts/s in batches of 4 against 54 in 32 and 48 in 64; an answer's ~70 evidence sentences in 150 ms
+# against 255 ms; docs/benchmarks.md, sixth session); a GPU wants large ones.
+ONNX_BATCH = 4
+TORCH_BATCH = 64
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _INSTALL = {
     "torch": "pip install torch",
@@ -544,7 +549,7 @@ class OnnxEmbedder(_TokenizerEmbedder):
         *,
         cache_dir: Path,
         quantize: bool = True,
-        batch_size: int = 64,
+        batch_size: int = ONNX_BATCH,
         threads: int | None = None,
         query_prefix: str = "",
         document_prefix: str = "",
@@ -729,7 +734,7 @@ def load_embedder(
     backend: str = "auto",
     device: str = "auto",
     cache_dir: Path,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     threads: int | None = None,
     query_prefix: str = "",
     document_prefix: str = "",
@@ -741,6 +746,7 @@ def load_embedder(
     ``backend``: 'auto' (torch on CUDA when available, else ONNX int8 on CPU), 'onnx' (int8), 'onnx-fp32',
     'torch' (sentence-transformers fp32) or 'fake' (``FakeEmbedder(dimension)``, no model).
     ``cache_dir`` holds the ONNX exports; ``threads`` is ONNX Runtime's intra-op thread count (all CPUs).
+    ``batch_size`` (texts per forward pass): by default ``ONNX_BATCH`` for ONNX, ``TORCH_BATCH`` for torch.
     """
     if backend not in BACKENDS:
         raise InputError(f"unknown embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
@@ -754,7 +760,7 @@ def load_embedder(
     prefixes = {"query_prefix": query_prefix, "document_prefix": document_prefix}
     if backend == "torch":
         return SentenceTransformerEmbedder(
-            model, device=device, batch_size=batch_size, model_id=model_id, **prefixes
+            model, device=device, batch_size=batch_size or TORCH_BATCH, model_id=model_id, **prefixes
         )
     if device not in ("auto", "cpu"):
         raise InputError(f"the {backend} backend runs on the CPU; use backend='torch' for device {device!r}")
@@ -762,7 +768,7 @@ def load_embedder(
         model,
         cache_dir=cache_dir,
         quantize=backend == "onnx",
-        batch_size=batch_size,
+        batch_size=batch_size or ONNX_BATCH,
         threads=threads,
         model_id=model_id,
         **prefixes,

@@ -150,7 +150,7 @@ class RayEmbedder:
         self.name: str = described[0]["name"]
         self.dimension: int = described[0]["dimension"]
         self.max_tokens: int = described[0]["max_tokens"]
-        self.shard_size = max(MIN_SHARD, 8 * cfg.batch_size)
+        self.shard_size = max(MIN_SHARD, 8 * (cfg.batch_size or 0))
 
     def __repr__(self) -> str:
         return f"RayEmbedder({self.name!r}, workers={self.workers}, gpus={self.gpus})"
