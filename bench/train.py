@@ -42,7 +42,7 @@ from indexes.hit import Filters  # noqa: E402
 from indexes.reranker_data import (  # noqa: E402
     batch_matches,
     read_question_files,
-    record_abstention,
+    record_calibration,
     reranker_examples,
 )
 from indexes.reranking import PairReranker, fused_order  # noqa: E402
@@ -68,7 +68,7 @@ def _plain_settings():  # type: ignore[no-untyped-def]
 
 def _recipe(args: argparse.Namespace, **defaults: object) -> Recipe:
     values = dict(defaults)
-    for name in ("epochs", "max_length", "max_pairs", "batch_size", "learning_rate", "freeze_layers"):
+    for name in ("epochs", "max_length", "max_pairs", "batch_size", "learning_rate", "freeze_layers", "loss"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     return Recipe(**values)  # type: ignore[arg-type]
@@ -96,7 +96,7 @@ def reranker(args: argparse.Namespace) -> dict:
         recipe=_recipe(args, max_length=192, epochs=1.0, max_pairs=6000, batch_size=16),
         data=summary,
     )
-    record_abstention(get_settings(), trained, examples, questions)
+    record_calibration(get_settings(), trained, examples, questions)
     m = trained.manifest
     return {
         "step": "reranker",
@@ -108,14 +108,16 @@ def reranker(args: argparse.Namespace) -> dict:
         "held_out_int8": m["metrics"].get("held_out_int8"),
         "recipe": m["recipe"],
         "data": {k: v for k, v in m["data"].items() if k != "sources"},
+        "fusion": m["fusion"],
         "abstention": m["abstention"],
         **_load(),
     }
 
 
 def abstention_calibrate(args: argparse.Namespace) -> dict:
-    """The abstention threshold of a reranker trained before it was calibrated at training's end: the same
-    pairs mined again (the same options), the same held-out questions, written into its manifest."""
+    """The fusion weight and abstention threshold of a reranker trained before they were calibrated at
+    training's end: the same pairs mined again (the same options), the same held-out questions, written into
+    its manifest."""
     from indexes.training import TrainedModel
 
     path = Path(args.model)
@@ -131,10 +133,16 @@ def abstention_calibrate(args: argparse.Namespace) -> dict:
             modes=modes,
             negatives_from=manifest["data"].get("negatives_from", args.negatives_from),
         )
-    trained = record_abstention(
+    trained = record_calibration(
         get_settings(), TrainedModel(path=path, manifest=manifest), examples, questions
     )
-    return {"step": "abstention-calibrate", "model": str(path), **trained.manifest["abstention"], **_load()}
+    return {
+        "step": "abstention-calibrate",
+        "model": str(path),
+        "fusion": trained.manifest["fusion"],
+        **trained.manifest["abstention"],
+        **_load(),
+    }
 
 
 def _sets() -> list[tuple[str, list]]:
@@ -146,17 +154,22 @@ def _sets() -> list[tuple[str, list]]:
 
 
 def rerank_eval(args: argparse.Namespace) -> dict:
-    """hybrid vs hybrid + reranker, the same questions in one run; the rerank step's own latency."""
+    """hybrid vs hybrid + reranker (its score alone, and fused with the search's at the weight its training
+    calibrated, as index.rerank_fusion orders them), the same questions in one run; the rerank step's own
+    latency."""
     settings = _plain_settings()
-    model = PairReranker.load(args.model, candidates=args.candidates, cache_dir=settings.model_cache)
+    model = PairReranker.load(
+        args.model, candidates=args.candidates, cache_dir=settings.model_cache, fusion=False
+    )
+    weight = model.fusion_weight if args.fusion_weight is None else args.fusion_weight
     out: dict = {
         "step": "rerank-eval",
         "model": str(args.model),
         "candidates": args.candidates,
         "mode": args.mode or "hybrid",
+        "fusion_weight": weight,
         "sets": {},
     }
-    rrf_k = settings.index.rrf_k
     with Store.open(settings) as store:
         searcher = Searcher(store, settings)
         searcher.search("warm up the embedder and the index", 10, mode=args.mode or "hybrid")
@@ -173,18 +186,19 @@ def rerank_eval(args: argparse.Namespace) -> dict:
                     (recall_at(ranked, relevant), ndcg_at(ranked, relevant), mrr_at(ranked, relevant))
                 )
                 order = [h.pmid for h in hits]
+                search_scores = [h.score for h in hits[: args.candidates]]
                 started = time.perf_counter()
                 reranked = model.rerank(text, hits)
                 added.append((time.perf_counter() - started) * 1000)
-                position = {pmid: i for i, pmid in enumerate(order)}
-                by_model = [position[h.pmid] for h in reranked[: args.candidates]]
                 ranked = [h.pmid for h in reranked[:10]]
                 rows["reranked"].append(
                     (recall_at(ranked, relevant), ndcg_at(ranked, relevant), mrr_at(ranked, relevant))
                 )
-                # the reranker's order fused with the hybrid one, as index.rerank_fusion does it
-                fused = [order[i] for i in fused_order(by_model, rrf_k)] + order[len(by_model) :]
-                ranked = fused[:10]
+                # the reranker's score fused with the search's, as index.rerank_fusion orders them
+                scores = {h.pmid: h.rerank_score for h in reranked[: args.candidates]}
+                head = order[: len(search_scores)]
+                fused = [head[i] for i in fused_order(search_scores, [scores[p] for p in head], weight)]
+                ranked = (fused + order[len(head) :])[:10]
                 rows["fused"].append(
                     (recall_at(ranked, relevant), ndcg_at(ranked, relevant), mrr_at(ranked, relevant))
                 )
@@ -597,6 +611,9 @@ def main() -> None:
     parser.add_argument("--model")
     parser.add_argument("--cache", default="/tmp/train/verdict-cache.jsonl")
     parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument(
+        "--fusion-weight", type=float, default=None, help="rerank-eval: instead of the calibrated one."
+    )
     parser.add_argument("--limit", type=int, default=0, help="Questions per set (0: all; abstention: 150).")
     parser.add_argument("--negatives", type=int, default=6)
     parser.add_argument("--mine", default="bm25,dense", help="Where hard negatives are mined (search modes).")
@@ -612,6 +629,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--freeze-layers", type=int)
+    parser.add_argument("--loss", choices=["pointwise", "listwise"])
     args = parser.parse_args()
     if args.step == "abstention" and not args.limit:
         args.limit = 150

@@ -106,14 +106,15 @@ class IndexSettings(BaseModel):
         20,
         ge=1,
         le=1000,
-        description="Fused candidates the reranker scores (latency grows with them: ~240 ms for 20, ~360 ms "
-        "for 30 with a MiniLM-sized reranker on 2 CPU cores).",
+        description="Fused candidates the reranker scores (latency grows with them: ~240-320 ms for 20, "
+        "~360 ms for 30 with a MiniLM-sized reranker on 2 CPU cores).",
     )
     rerank_fusion: bool = Field(
         True,
-        description="Order the reranked candidates by reciprocal-rank fusion of the search's order and the "
-        "reranker's (rrf_k), instead of by the reranker's score alone (measured better on held-out "
-        "questions for the rerankers trained here: docs/benchmarks.md).",
+        description="Order the reranked candidates by the reranker's score interpolated with the search's "
+        "(z-scores over the candidates; the reranker's weight calibrated on held-out questions when it was "
+        "trained, its manifest's `fusion.weight`, else 0.5), instead of by the reranker's score alone "
+        "(measured better on held-out questions for the rerankers trained here: docs/benchmarks.md).",
     )
     rerank_abstain: bool = Field(
         False,

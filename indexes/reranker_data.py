@@ -5,7 +5,6 @@ are the library's own BM25 and dense top-k minus the relevant ones) and a system
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 from collections.abc import Sequence
@@ -18,10 +17,10 @@ import numpy as np
 from foundation.durable import atomic_path
 from foundation.errors import InputError
 from foundation.progress import progress_bar
-from indexes.evaluation import question_records
+from indexes.evaluation import ndcg_at, question_records
 from indexes.hit import Filters, Hit
 from indexes.pair_model import MANIFEST_FILE
-from indexes.reranking import PairReranker, document_text
+from indexes.reranking import DEFAULT_FUSION_WEIGHT, FUSION_WEIGHTS, PairReranker, document_text, fused_order
 from indexes.search import Searcher
 from indexes.training import PairExample, Recipe, file_digest, split_by_group
 
@@ -279,13 +278,13 @@ def train_reranker(
         ray_address=ray_address,
         progress=progress,
     )
-    return record_abstention(settings, trained, examples, questions, progress=progress)
+    return record_calibration(settings, trained, examples, questions, progress=progress)
 
 
-# ----- abstention -------------------------------------------------------------------------------------------
+# ----- calibration on held-out questions ----------------------------------------------------------------
 
 
-def record_abstention(
+def record_calibration(
     settings: Any,
     trained: Any,
     examples: Sequence[PairExample],
@@ -293,8 +292,9 @@ def record_abstention(
     *,
     progress: bool = True,
 ) -> Any:
-    """Calibrate the abstention threshold of a trained reranker (``TrainedModel``) on the questions its
-    training held out (the same split, from its manifest's recipe) and write it into its manifest."""
+    """Calibrate a trained reranker (``TrainedModel``) on the questions its training held out (the same
+    split, from its manifest's recipe): the weight of its score in the fused order, and its abstention
+    threshold; both are written into its manifest (``fusion``, ``abstention``)."""
     from ingest.store import Store
 
     recipe = trained.manifest.get("recipe") or {}
@@ -305,16 +305,17 @@ def record_abstention(
     held_keys = {e.group for e in held_out}
     plain = settings.model_copy(update={"index": settings.index.model_copy(update={"reranker": "none"})})
     with Store.open(plain) as store:
-        abstention = calibrate_abstention(
+        fusion, abstention = calibrate_reranker(
             Searcher(store, plain),
             trained.path,
             [q for q in questions if q.key in held_keys],
             k=settings.answer.k,
             candidates=settings.index.rerank_candidates,
-            fusion=settings.index.rrf_k if settings.index.rerank_fusion else None,
+            fusion=settings.index.rerank_fusion,
             cache_dir=settings.model_cache,
             progress=progress,
         )
+    trained.manifest["fusion"] = fusion
     trained.manifest["abstention"] = abstention
     with atomic_path(Path(trained.path) / MANIFEST_FILE) as tmp:
         tmp.write_text(json.dumps(trained.manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -325,52 +326,90 @@ ABSTAIN_PERCENTILE = 5.0  # the threshold lets at least 95% of the held-out answ
 MIN_CALIBRATION_QUESTIONS = 20
 
 
-def calibrate_abstention(
+def calibrate_reranker(
     searcher: Searcher,
     model_dir: str | Path,
     questions: Sequence[LabelledQuestion],
     *,
     k: int,
     candidates: int,
-    fusion: int | None,
+    fusion: bool = True,
     cache_dir: Path | None = None,
     min_questions: int = MIN_CALIBRATION_QUESTIONS,
     progress: bool = True,
-) -> dict[str, Any]:
-    """The reranker's abstention threshold, from held-out questions: the best reranker score among the top
-    ``k`` of each question as the library holds it (answerable) and with its relevant articles taken out
-    (the library cannot answer it). The threshold is the ``ABSTAIN_PERCENTILE``-th percentile of the
-    answerable scores; the share of relevant-removed questions it would abstain on is reported beside it."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(fusion, abstention) of a reranker, from held-out questions; each question's candidates are scored
+    once, as the library holds them (answerable) and with its relevant articles taken out (the library
+    cannot answer it).
+
+    - ``fusion.weight``: the reranker's weight in the fused order (``indexes.reranking.fused_order``) with
+      the best mean nDCG@10 of the answerable candidates, from ``FUSION_WEIGHTS`` (ties: the one nearest
+      ``DEFAULT_FUSION_WEIGHT``); the nDCG of every weight is kept.
+    - ``abstention.abstain_below``: the ``ABSTAIN_PERCENTILE``-th percentile of the best reranker score
+      among the top ``k`` of each answerable question (in the order ``fusion`` gives, with the calibrated
+      weight); the share of relevant-removed questions it would abstain on is reported beside it."""
     policy = f"{ABSTAIN_PERCENTILE:g}th percentile of the best top-{k} score of held-out answerable questions"
+    fusion_policy = f"the weight with the best mean nDCG@10 of held-out questions' top {candidates}"
     if len(questions) < min_questions:
-        return {
-            "abstain_below": None,
-            "policy": policy,
-            "questions": len(questions),
-            "reason": f"{len(questions)} held-out questions; calibration needs {min_questions}",
-        }
+        reason = f"{len(questions)} held-out questions; calibration needs {min_questions}"
+        return (
+            {"weight": None, "policy": fusion_policy, "questions": len(questions), "reason": reason},
+            {"abstain_below": None, "policy": policy, "questions": len(questions), "reason": reason},
+        )
     reranker = PairReranker.load(model_dir, candidates=candidates, cache_dir=cache_dir, fusion=fusion)
-    answerable: list[float] = []
-    removed: list[float] = []
-    with progress_bar(len(questions), "calibrating abstention", "question", progress) as bar:
+    scored: list[tuple[LabelledQuestion, list[Hit], list[float], list[Hit], list[float]]] = []
+    with progress_bar(len(questions), "calibrating fusion and abstention", "question", progress) as bar:
         for question in questions:
             relevant = question.relevant
             hits = searcher.search(question.text, candidates + len(relevant), Filters(include_retracted=True))
-            for scores, kept in (
-                (answerable, hits[:candidates]),
-                (removed, [h for h in hits if h.pmid not in relevant][:candidates]),
-            ):
-                reranked = reranker.rerank(question.text, [copy.copy(h) for h in kept])[:k]
-                scores.append(max((h.rerank_score or 0.0 for h in reranked), default=0.0))
+            answerable = hits[:candidates]
+            removed = [h for h in hits if h.pmid not in relevant][:candidates]
+            scored.append(
+                (
+                    question,
+                    answerable,
+                    reranker.scores(question.text, [document_text(h.title, h.abstract) for h in answerable]),
+                    removed,
+                    reranker.scores(question.text, [document_text(h.title, h.abstract) for h in removed]),
+                )
+            )
             bar.update(1)
+    by_weight: dict[float, float] = {}
+    for weight in FUSION_WEIGHTS:
+        gains = []
+        for question, answerable, scores, _removed, _scores in scored:
+            order = fused_order([h.score for h in answerable], scores, weight)
+            gains.append(ndcg_at([answerable[i].pmid for i in order][:10], question.relevant))
+        by_weight[weight] = round(float(np.mean(gains)), 4)
+    best = max(by_weight, key=lambda w: (by_weight[w], -abs(w - DEFAULT_FUSION_WEIGHT)))
+    weight = best
+
+    def top_score(hits: list[Hit], scores: list[float]) -> float:
+        if not hits:
+            return 0.0
+        if fusion:
+            order = fused_order([h.score for h in hits], scores, weight)
+        else:
+            order = sorted(range(len(scores)), key=lambda i: -scores[i])
+        return max(scores[i] for i in order[:k])
+
+    answerable_top = [top_score(a, s) for _q, a, s, _r, _rs in scored]
+    removed_top = [top_score(r, rs) for _q, _a, _s, r, rs in scored]
     # "lower": an observed score, so that at least 95% pass
-    threshold = float(np.percentile(np.asarray(answerable), ABSTAIN_PERCENTILE, method="lower"))
-    return {
+    threshold = float(np.percentile(np.asarray(answerable_top), ABSTAIN_PERCENTILE, method="lower"))
+    fusion_record = {
+        "weight": best,
+        "policy": fusion_policy,
+        "questions": len(scored),
+        "ndcg_at_10_by_weight": {f"{w:.1f}": v for w, v in by_weight.items()},
+    }
+    abstention = {
         "abstain_below": round(threshold, 4),
         "policy": policy,
-        "questions": len(questions),
-        "answerable_answered": round(float(np.mean([s >= threshold for s in answerable])), 4),
-        "relevant_removed_abstained": round(float(np.mean([s < threshold for s in removed])), 4),
-        "median_answerable": round(float(np.median(answerable)), 4),
-        "median_relevant_removed": round(float(np.median(removed)), 4),
+        "questions": len(scored),
+        "answerable_answered": round(float(np.mean([s >= threshold for s in answerable_top])), 4),
+        "relevant_removed_abstained": round(float(np.mean([s < threshold for s in removed_top])), 4),
+        "median_answerable": round(float(np.median(answerable_top)), 4),
+        "median_relevant_removed": round(float(np.median(removed_top)), 4),
     }
+    return fusion_record, abstention

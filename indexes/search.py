@@ -49,7 +49,7 @@ class Searcher:
                     path,
                     candidates=settings.index.rerank_candidates,
                     cache_dir=settings.model_cache,
-                    fusion=settings.index.rrf_k if settings.index.rerank_fusion else None,
+                    fusion=settings.index.rerank_fusion,
                 )
 
     def search(

@@ -53,6 +53,7 @@ from indexes.pair_model import (
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
+LOSSES = ("pointwise", "listwise")
 CHECKPOINTS = "checkpoints"
 PLAN_FILE = "plan.json"
 _INSTALL_TRAIN = "pip install 'medlit[train]'"
@@ -86,6 +87,10 @@ class Recipe:
     workers: int = 2  # Ray Train workers (engine='ray')
     freeze_layers: int = 0  # keep the embeddings and the first N transformer layers fixed (cheaper steps)
     best_metric: str | None = None  # default: average_precision for two labels, macro_f1 otherwise
+    # "pointwise": cross-entropy of each pair's label; "listwise" (two labels only): each question's pairs
+    # form one group in a step, and each positive is scored against its group's negatives by a softmax
+    # (localised contrastive estimation), plus the pointwise term that keeps P(label 1) a probability
+    loss: str = "pointwise"
 
     def __post_init__(self) -> None:
         if not self.epochs > 0:
@@ -98,6 +103,8 @@ class Recipe:
             raise InputError("eval_share must be between 0 and 1 (a share of the questions)")
         if self.max_pairs is not None and self.max_pairs < 2:
             raise InputError("max_pairs must be at least 2")
+        if self.loss not in LOSSES:
+            raise InputError(f"loss must be one of {', '.join(LOSSES)} (got {self.loss!r})")
 
     def metric(self, labels: int) -> str:
         return self.best_metric or ("average_precision" if labels == 2 else "macro_f1")
@@ -165,6 +172,24 @@ def _subsample(examples: list[PairExample], limit: int | None, seed: int) -> lis
     return chosen[:limit]
 
 
+def _subsample_groups(examples: list[PairExample], limit: int | None, seed: int) -> list[PairExample]:
+    """Whole questions, in a random order, while their pairs fit in ``limit`` (the listwise loss needs a
+    question's positives and negatives together)."""
+    if limit is None or len(examples) <= limit:
+        return examples
+    by_group: dict[str, list[PairExample]] = {}
+    for e in examples:
+        by_group.setdefault(e.group, []).append(e)
+    keys = sorted(by_group)
+    random.Random(seed).shuffle(keys)
+    chosen: list[PairExample] = []
+    for key in keys:
+        if chosen and len(chosen) + len(by_group[key]) > limit:
+            continue
+        chosen.extend(by_group[key])
+    return chosen
+
+
 # ----- metrics ----------------------------------------------------------------------------------------------
 
 
@@ -216,7 +241,7 @@ def _compute_metrics(prediction: Any) -> dict[str, float]:
 class _PairDataset:
     """Tokenised pairs for the Trainer (a map-style torch dataset of dicts; padding happens per batch)."""
 
-    def __init__(self, tokenizer: Any, rows: Sequence[tuple[str, str, int]], max_length: int) -> None:
+    def __init__(self, tokenizer: Any, rows: Sequence[tuple[Any, ...]], max_length: int) -> None:
         encoded = tokenizer(
             [r[0] for r in rows],
             [r[1] for r in rows],
@@ -233,6 +258,85 @@ class _PairDataset:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.features[index]
+
+
+class _GroupDataset:
+    """The listwise loss's training items: one question's tokenised pairs each (rows carry the question as
+    their fourth element)."""
+
+    def __init__(self, tokenizer: Any, rows: Sequence[tuple[str, str, int, str]], max_length: int) -> None:
+        pairs = _PairDataset(tokenizer, rows, max_length).features
+        by_group: dict[str, list[dict[str, Any]]] = {}
+        for feature, row in zip(pairs, rows, strict=True):
+            by_group.setdefault(str(row[3]), []).append(feature)
+        self.groups = [{"pairs": members} for members in by_group.values()]
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.groups[index]
+
+
+def _group_collator(tokenizer: Any) -> Any:
+    """Pads a batch of groups (or of single pairs: each its own group) into one batch of pairs, with
+    ``groups`` (the item each pair came from) for the listwise loss."""
+    torch = _require("torch", "training a pair model")
+    transformers = _require("transformers", "training a pair model")
+    pad = transformers.DataCollatorWithPadding(tokenizer)
+
+    def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
+        flat: list[dict[str, Any]] = []
+        groups: list[int] = []
+        for index, feature in enumerate(features):
+            members = feature.get("pairs", [feature])
+            flat.extend(members)
+            groups.extend([index] * len(members))
+        batch = pad(flat)
+        batch["groups"] = torch.tensor(groups, dtype=torch.long)
+        return batch
+
+    return collate
+
+
+def listwise_loss(logits: Any, labels: Any, groups: Any) -> Any:
+    """Localised contrastive estimation: for each positive pair, -log softmax of its score (logit 1 minus
+    logit 0) against the scores of its group's negatives; the mean over positives that have negatives (zero
+    when none has: a batch of held-out single pairs)."""
+    torch = _require("torch", "training a pair model")
+    scores = logits[:, 1] - logits[:, 0]
+    terms = []
+    for group in torch.unique(groups):
+        member = groups == group
+        positives = scores[member & (labels == 1)]
+        negatives = scores[member & (labels == 0)]
+        if positives.numel() and negatives.numel():
+            table = torch.cat([positives[:, None], negatives[None, :].expand(len(positives), -1)], dim=1)
+            terms.append(torch.logsumexp(table, dim=1) - positives)
+    if not terms:
+        return scores.sum() * 0.0
+    return torch.cat(terms).mean()
+
+
+def _listwise_trainer_class() -> Any:
+    torch = _require("torch", "training a pair model")
+    transformers = _require("transformers", "training a pair model")
+
+    class ListwiseTrainer(transformers.Trainer):  # type: ignore[name-defined]
+        """The Trainer with the listwise loss plus the pointwise cross-entropy (which keeps P(relevant) a
+        probability for abstention thresholds)."""
+
+        def compute_loss(
+            self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any
+        ) -> Any:
+            groups = inputs.pop("groups")
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs.logits
+            loss = listwise_loss(logits, labels, groups) + torch.nn.functional.cross_entropy(logits, labels)
+            return (loss, outputs) if return_outputs else loss
+
+    return ListwiseTrainer
 
 
 def _callbacks_module() -> Any:
@@ -275,8 +379,8 @@ def _save_every(minutes: float) -> Any:
 def _build_trainer(
     base: str,
     labels: list[str],
-    train_rows: Sequence[tuple[str, str, int]],
-    eval_rows: Sequence[tuple[str, str, int]],
+    train_rows: Sequence[tuple[str, str, int, str]],
+    eval_rows: Sequence[tuple[str, str, int, str]],
     recipe: Recipe,
     output_dir: str,
     *,
@@ -297,11 +401,17 @@ def _build_trainer(
         )
     if recipe.freeze_layers > 0:
         _freeze(model, recipe.freeze_layers)
-    steps_per_epoch = max(1, math.ceil(len(train_rows) / recipe.batch_size))
+    listwise = recipe.loss == "listwise"
+    batch_size = recipe.batch_size
+    train_dataset: Any = _PairDataset(tokenizer, train_rows, recipe.max_length)
+    if listwise:  # whole questions a step, as many as hold about batch_size pairs
+        train_dataset = _GroupDataset(tokenizer, train_rows, recipe.max_length)
+        batch_size = max(1, round(recipe.batch_size * len(train_dataset) / max(1, len(train_rows))))
+    steps_per_epoch = max(1, math.ceil(len(train_dataset) / batch_size))
     args = transformers.TrainingArguments(
         output_dir=output_dir,
         num_train_epochs=recipe.epochs,
-        per_device_train_batch_size=recipe.batch_size,
+        per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=recipe.batch_size * 2,
         learning_rate=recipe.learning_rate,
         weight_decay=recipe.weight_decay,
@@ -320,13 +430,16 @@ def _build_trainer(
         data_seed=recipe.seed,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
+        remove_unused_columns=not listwise,  # the groups travel to compute_loss
     )
-    trainer = transformers.Trainer(
+    trainer_class = _listwise_trainer_class() if listwise else transformers.Trainer
+    collator = _group_collator(tokenizer) if listwise else transformers.DataCollatorWithPadding(tokenizer)
+    trainer = trainer_class(
         model=model,
         args=args,
-        train_dataset=_PairDataset(tokenizer, train_rows, recipe.max_length),
+        train_dataset=train_dataset,
         eval_dataset=_PairDataset(tokenizer, eval_rows, recipe.max_length),
-        data_collator=transformers.DataCollatorWithPadding(tokenizer),
+        data_collator=collator,
         processing_class=tokenizer,
         compute_metrics=_compute_metrics,
         callbacks=list(callbacks),
@@ -372,8 +485,8 @@ def _last_checkpoint(directory: Path) -> str | None:
 def _fit_local(
     base: str,
     labels: list[str],
-    train_rows: list[tuple[str, str, int]],
-    eval_rows: list[tuple[str, str, int]],
+    train_rows: list[tuple[str, str, int, str]],
+    eval_rows: list[tuple[str, str, int, str]],
     recipe: Recipe,
     checkpoints: Path,
     model_out: Path,
@@ -449,8 +562,8 @@ def _ray_worker(config: dict[str, Any]) -> None:
 def _fit_ray(
     base: str,
     labels: list[str],
-    train_rows: list[tuple[str, str, int]],
-    eval_rows: list[tuple[str, str, int]],
+    train_rows: list[tuple[str, str, int, str]],
+    eval_rows: list[tuple[str, str, int, str]],
     recipe: Recipe,
     storage: Path,
     model_out: Path,
@@ -572,6 +685,8 @@ def train_pair_classifier(
     out = Path(out).expanduser()
     if (out / MANIFEST_FILE).is_file():
         raise InputError(f"{out} already holds a trained model: choose another --out (or delete it)")
+    if recipe.loss == "listwise" and len(names) != 2:
+        raise InputError("the listwise loss ranks pairs of two labels (a reranker or a support model)")
     for example in examples:
         if not 0 <= example.label < len(names):
             raise InputError(f"label {example.label} is not one of {names}")
@@ -579,7 +694,8 @@ def train_pair_classifier(
     started = time.perf_counter()
 
     train, held_out = split_by_group(examples, recipe.eval_share, recipe.seed)
-    train = _subsample(train, recipe.max_pairs, recipe.seed)
+    subsample = _subsample_groups if recipe.loss == "listwise" else _subsample
+    train = subsample(train, recipe.max_pairs, recipe.seed)
     held_out = _subsample(held_out, recipe.max_eval_pairs, recipe.seed + 1)
     present = {e.label for e in train}
     if len(present) < 2:
@@ -610,8 +726,8 @@ def train_pair_classifier(
         with atomic_path(plan_path) as tmp:
             tmp.write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
 
-    rows = [(e.first, e.second, e.label) for e in train]
-    eval_rows = [(e.first, e.second, e.label) for e in held_out]
+    rows = [(e.first, e.second, e.label, e.group) for e in train]
+    eval_rows = [(e.first, e.second, e.label, e.group) for e in held_out]
     model_out = out / MODEL_DIR
     if engine == "local":
         metrics, resumed = _fit_local(
@@ -675,9 +791,9 @@ def train_pair_classifier(
         out, model_out, out / ONNX_FILE, manifest, _load_tokenizer_for(model_out), threads=None
     )
     if eval_rows:
-        probabilities = model.predict_proba([(a, b) for a, b, _l in eval_rows])
+        probabilities = model.predict_proba([(row[0], row[1]) for row in eval_rows])
         manifest["metrics"]["held_out_int8"] = classification_metrics(
-            probabilities, np.array([label for _a, _b, label in eval_rows])
+            probabilities, np.array([row[2] for row in eval_rows])
         )
     with atomic_path(out / MANIFEST_FILE) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -758,6 +758,13 @@ def train_options(fn: F) -> F:
             default=None,
             help="Keep the embeddings and the first N layers fixed (faster steps on a CPU).",
         ),
+        click.option(
+            "--loss",
+            type=click.Choice(["pointwise", "listwise"]),
+            default=None,
+            help="pointwise: each pair's label; listwise (two labels): each question's positives against "
+            "its negatives, plus the pointwise term.",
+        ),
         json_option,
         quiet_option,
     ]
@@ -778,6 +785,7 @@ def _recipe(defaults: dict[str, Any], **given: Any) -> Any:
         "seed",
         "workers",
         "freeze_layers",
+        "loss",
     }
     values = dict(defaults)
     values.update({name: value for name, value in given.items() if name in names and value is not None})

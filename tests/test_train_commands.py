@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from foundation.errors import InputError
 from foundation.settings import Settings
 from indexes.index_set import IndexSet
-from indexes.reranker_data import calibrate_abstention, read_question_files, read_screening_csv
+from indexes.reranker_data import calibrate_reranker, read_question_files, read_screening_csv
 from indexes.search import Searcher
 from ingest.run import ingest_jsonl
 from ingest.store import Store
@@ -145,13 +145,19 @@ def test_train_reranker_then_search_reranks_with_it(
     assert {h.pmid for h in hits[:5]} == {h.pmid for h in plain[:5]}  # the same candidates, reordered
     assert [h.pmid for h in hits[5:]] == [h.pmid for h in plain[5:]]
     assert hits[0].to_dict()["rerank_score"] == scored[0].rerank_score
-    # by default the order fuses the search's ranks with the reranker's (rrf_k = 10)
+    # by default the order fuses the two scores: z-scores over the candidates (the reranker's log-odds),
+    # the reranker weighted 0.5 (its training held out 2 questions: too few to calibrate a weight)
     search_rank = {h.pmid: rank for rank, h in enumerate(plain[:5], start=1)}
     by_score = sorted(scored, key=lambda h: (-h.rerank_score, search_rank[h.pmid]))
-    model_rank = {h.pmid: rank for rank, h in enumerate(by_score, start=1)}
-    fused = sorted(
-        search_rank, key=lambda p: (-(1 / (10 + search_rank[p]) + 1 / (10 + model_rank[p])), search_rank[p])
-    )
+    odds = {h.pmid: np.log(h.rerank_score / (1 - h.rerank_score)) for h in scored}
+    searched = {h.pmid: h.score for h in plain[:5]}
+
+    def z(values: dict[int, float]) -> dict[int, float]:
+        mean, spread = np.mean(list(values.values())), np.std(list(values.values()))
+        return {p: (v - mean) / spread for p, v in values.items()}
+
+    z_odds, z_search = z(odds), z(searched)
+    fused = sorted(search_rank, key=lambda p: (-(0.5 * z_odds[p] + 0.5 * z_search[p]), search_rank[p]))
     assert [h.pmid for h in hits[:5]] == fused
 
     monkeypatch.setenv("MEDLIT_INDEX__RERANK_FUSION", "false")  # the reranker's score alone
@@ -163,16 +169,19 @@ def test_train_reranker_then_search_reranks_with_it(
     result = CliRunner().invoke(cli, ["search", "Does aspirin reduce stroke risk?", "--json"])
     assert result.exit_code == 0, result.output
 
-    # abstention: 2 held-out questions are too few to calibrate on; calibrated on all 24 when asked
-    assert manifest["abstention"]["abstain_below"] is None
+    # fusion and abstention: 2 held-out questions are too few to calibrate on; on all 24 when asked
+    assert manifest["abstention"]["abstain_below"] is None and manifest["fusion"]["weight"] is None
     assert "calibration needs 20" in manifest["abstention"]["reason"]
     assert json.loads((out / "manifest.json").read_text())["abstention"] == manifest["abstention"]
     with Store.open(settings) as store:
         plain_searcher = Searcher(store, without)
-        calibrated = calibrate_abstention(
-            plain_searcher, out, read_question_files([questions]), k=5, candidates=5, fusion=10,
+        fusion, calibrated = calibrate_reranker(
+            plain_searcher, out, read_question_files([questions]), k=5, candidates=5, fusion=True,
             min_questions=1, progress=False,
         )  # fmt: skip
+    assert fusion["questions"] == 24 and fusion["weight"] in [round(0.1 * i, 1) for i in range(11)]
+    by_weight = fusion["ndcg_at_10_by_weight"]
+    assert len(by_weight) == 11 and by_weight[f"{fusion['weight']:.1f}"] == max(by_weight.values())
     assert calibrated["questions"] == 24 and 0.0 < calibrated["abstain_below"] < 1.0
     assert calibrated["answerable_answered"] >= 0.95
     assert 0.0 <= calibrated["relevant_removed_abstained"] <= 1.0

@@ -15,10 +15,13 @@ import pytest
 
 from foundation.errors import InputError
 from indexes.pair_model import MANIFEST_FILE, ONNX_FILE, PairClassifier
+from indexes.reranking import fused_order
 from indexes.training import (
     PairExample,
     Recipe,
+    _subsample_groups,
     classification_metrics,
+    listwise_loss,
     split_by_group,
     train_pair_classifier,
 )
@@ -107,6 +110,78 @@ def test_train_save_export_load_and_predict(tiny_base: Path, tmp_path: Path) -> 
 
     with pytest.raises(InputError, match="already holds a trained model"):
         train_pair_classifier("reranker", separable_pairs(), out=out, base=tiny_base, progress=False)
+
+
+def test_listwise_loss_is_each_positive_against_its_own_groups_negatives() -> None:
+    torch = pytest.importorskip("torch")
+    # scores (logit 1 - logit 0): group 0 has positive 2.0 and negatives 0.0, 1.0; group 1 has positive 0.0
+    # and negative 3.0; group 2 has only a negative (no term)
+    logits = torch.tensor([[0.0, 2.0], [0.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 3.0], [0.0, 5.0]])
+    labels = torch.tensor([1, 0, 0, 1, 0, 0])
+    groups = torch.tensor([0, 0, 0, 1, 1, 2])
+    first = -np.log(np.exp(2.0) / (np.exp(2.0) + np.exp(0.0) + np.exp(1.0)))
+    second = -np.log(np.exp(0.0) / (np.exp(0.0) + np.exp(3.0)))
+    loss = listwise_loss(logits, labels, groups)
+    assert float(loss) == pytest.approx((first + second) / 2, rel=1e-5)
+    # a batch of single held-out pairs (each its own group) has no term: zero, still differentiable
+    single = listwise_loss(logits.clone().requires_grad_(), labels, torch.arange(6))
+    assert float(single) == 0.0 and single.requires_grad
+
+
+def test_fused_order_interpolates_the_two_scores() -> None:
+    search = [3.0, 2.0, 1.0, 0.0]  # the search's order: 0, 1, 2, 3
+    model = [0.1, 0.2, 0.9, 0.95]  # the reranker's: 3, 2, 1, 0
+    assert fused_order(search, model, 0.0) == [0, 1, 2, 3]
+    assert fused_order(search, model, 1.0) == [3, 2, 1, 0]
+    assert fused_order(search, model, 0.5) == [2, 0, 3, 1]  # z-scores: 2 gains most, 1 loses most
+    assert fused_order([1.0, 1.0, 1.0], [0.5, 0.5, 0.5], 0.5) == [0, 1, 2]  # ties keep the search's order
+    assert fused_order([], [], 0.5) == []
+    with pytest.raises(ValueError, match="one search score and one reranker score"):
+        fused_order([1.0], [0.5, 0.6], 0.5)
+
+
+def test_group_subsample_keeps_questions_whole() -> None:
+    examples = separable_pairs(20)  # 4 pairs a question
+    kept = _subsample_groups(examples, 30, seed=5)
+    assert 26 <= len(kept) <= 30
+    for group in {e.group for e in kept}:
+        assert sum(e.group == group for e in kept) == 4
+    assert _subsample_groups(examples, None, seed=5) == examples
+
+
+def test_listwise_training_ranks_and_refuses_three_labels(tiny_base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "listwise"
+    trained = train_pair_classifier(
+        "reranker",
+        separable_pairs(),
+        out=out,
+        base=tiny_base,
+        recipe=Recipe(**FAST, eval_share=0.25, loss="listwise"),
+        progress=False,
+    )
+    assert trained.manifest["recipe"]["loss"] == "listwise"
+    assert trained.manifest["data"]["train_questions"] == 9
+    assert trained.manifest["metrics"]["held_out"]["average_precision"] > 0.9
+    model = PairClassifier.load(out)
+    probabilities = model.predict_proba(
+        [
+            ("does aspirin reduce stroke risk?", "aspirin significantly reduced stroke in patients"),
+            ("does aspirin reduce stroke risk?", "protein expression of cells in mice"),
+        ]
+    )
+    assert probabilities[0, 1] > probabilities[1, 1]
+    three = [PairExample(e.group, e.first, e.second, e.label * 2) for e in separable_pairs()]
+    with pytest.raises(InputError, match="listwise loss ranks pairs of two labels"):
+        train_pair_classifier(
+            "verdict",
+            three,
+            out=tmp_path / "verdict",
+            base=tiny_base,
+            recipe=Recipe(**FAST, loss="listwise"),
+            progress=False,
+        )
+    with pytest.raises(InputError, match="loss must be one of"):
+        Recipe(loss="pairwise")
 
 
 def test_training_resumes_from_its_last_checkpoint(tiny_base: Path, tmp_path: Path) -> None:
