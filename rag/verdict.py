@@ -8,10 +8,12 @@ Three models, one interface (``VerdictClassifier.load(path).predict(evidence) ->
   regression over what the packaged embedder already computed for the answer (question vector, the chosen
   evidence sentences' vectors, their product) plus cue counts (negations, "no significant difference",
   hedges);
-- a findings head (``--head findings``, the same JSON format with ``"features": "findings"``): logistic
-  regression over what the best-ranked article about the question reports: its p-values under and over
-  0.05, "not significant", ratios whose confidence interval excludes or holds 1, "significant" and its
-  negations, and the cue counts.
+- a findings head (``--head findings``, the same JSON format with ``"features": "findings-stance"``):
+  logistic regression over what the best-ranked article about the question reports: its p-values under and
+  over 0.05, "not significant", ratios whose confidence interval excludes or holds 1, "significant" and its
+  negations, the cue counts, and how its findings read against the question (``rag.stance``'s polarity,
+  with the question's direction and safety). Heads saved with ``"features": "findings"`` (without the
+  polarity) still load.
 
 All are trained through the same path as inference: real retrieval (``Answerer.retrieve``) on a library of
 the corpora, never the gold abstract, so training and answering inputs look alike. PubMedQA's "maybe" is
@@ -40,6 +42,7 @@ from indexes.pair_model import PairClassifier
 from indexes.reranker_data import batch_matches
 from indexes.training import PairExample, Recipe, TrainedModel, file_digest, train_pair_classifier
 from rag.generators import Evidence
+from rag.stance import finding_polarity
 
 LABELS = ["yes", "no", "maybe"]
 SHOWN = {"yes": "yes", "no": "no", "maybe": "uncertain"}
@@ -218,7 +221,44 @@ def findings_features(evidence: Evidence) -> np.ndarray:
     )
 
 
-FEATURE_SETS = {"embedding": linear_features, "findings": findings_features}
+def polarity_features(evidence: Evidence) -> np.ndarray:
+    """How the findings read against the question, as ``rag.stance`` reads a cited study: the share of
+    finding sentences that are positive, negative, hedged (with the question's direction, and harms deciding
+    for a safety question: "no difference in complications" speaks for "safe"), the positive and negative
+    shares of the last third (where results and conclusions stand), and the two question flags."""
+    texts = [evidence.sentences[i].text for i in finding_sentences(evidence)]
+    focus = evidence.focus
+    direction = focus.direction if focus is not None else 0
+    safety = bool(focus is not None and focus.safety)
+    read = [finding_polarity(text, direction, safety) for text in texts]
+    tail = read[len(read) * 2 // 3 :] or read
+    n, m = max(1, len(read)), max(1, len(tail))
+    values = [
+        sum(p > 0 for p, _h in read) / n,
+        sum(p < 0 for p, _h in read) / n,
+        sum(h for _p, h in read) / n,
+        sum(p > 0 for p, _h in tail) / m,
+        sum(p < 0 for p, _h in tail) / m,
+        float(safety),
+        float(direction),
+    ]
+    return np.asarray(values, dtype=np.float32)
+
+
+def findings_stance_features(evidence: Evidence) -> np.ndarray:
+    """The findings head's input since the sixth session: ``findings_features`` and ``polarity_features``
+    (on the same retrieved evidence: PubMedQA 5-fold 0.602 -> 0.614, BioASQ 10B 0.683 -> 0.699;
+    docs/answers.md)."""
+    return np.concatenate([findings_features(evidence), polarity_features(evidence)]).astype(np.float32)
+
+
+# "findings" (17 values) is kept so that heads trained before the polarity features still load
+FEATURE_SETS = {
+    "embedding": linear_features,
+    "findings": findings_features,
+    "findings-stance": findings_stance_features,
+}
+FINDINGS = "findings-stance"  # what `medlit train verdict --head findings` trains now
 
 
 # ----- the linear head --------------------------------------------------------------------------------------
@@ -410,7 +450,7 @@ class VerdictClassifier:
             label=decide(probabilities, self.uncertain_below),
             probabilities={k: round(v, 4) for k, v in probabilities.items()},
             basis=findings_text(evidence)
-            if self.linear is not None and self.linear.features == "findings"
+            if self.linear is not None and self.linear.features.startswith("findings")
             else verdict_passage(evidence),
         )
 
@@ -467,7 +507,7 @@ class RetrievedVerdict:
     question: VerdictQuestion
     passage: str
     features: np.ndarray  # linear_features
-    findings: np.ndarray  # findings_features
+    findings: np.ndarray  # findings_stance_features
 
 
 def retrieve_for_verdicts(
@@ -494,7 +534,7 @@ def retrieve_for_verdicts(
                     question,
                     verdict_passage(evidence),
                     linear_features(evidence),
-                    findings_features(evidence),
+                    findings_stance_features(evidence),
                 )
             )
             bar.update(1)
@@ -554,8 +594,8 @@ def train_linear_verdict(
     'uncertain' and report metrics), then refit on all of them and save the JSON file ``out``.
 
     ``features``: "embedding" (``linear_features``; classes weighted to balance, L2 30) or "findings"
-    (``findings_features``, 14 values; unweighted, L2 3: weighting the classes cost 20 points of accuracy
-    on PubMedQA there, docs/benchmarks.md)."""
+    (``findings_stance_features``, 24 values, saved as "findings-stance"; unweighted, L2 3: weighting the
+    classes cost 20 points of accuracy on PubMedQA there, docs/benchmarks.md)."""
     from indexes.training import classification_metrics
 
     started = time.perf_counter()
@@ -565,8 +605,8 @@ def train_linear_verdict(
     random.Random(seed).shuffle(order)
     cut = max(1, round(len(order) * eval_share))
     held, train = order[:cut], order[cut:]
-    if features not in FEATURE_SETS:
-        raise InputError(f"unknown verdict features {features!r}: choose one of {', '.join(FEATURE_SETS)}")
+    if features not in ("embedding", "findings"):
+        raise InputError(f"unknown verdict features {features!r}: choose embedding or findings")
     findings = features == "findings"
     l2 = (3.0 if findings else 30.0) if l2 is None else l2
     x = np.stack([r.findings if findings else r.features for r in retrieved])
@@ -580,13 +620,13 @@ def train_linear_verdict(
     calibration = calibrate_uncertain(probabilities, [retrieved[i].question.label for i in held], LABELS)
     held_metrics = classification_metrics(probabilities, y[held])
     final = LinearHead.fit(x, y, LABELS, l2=l2, class_weights=weights(y))
-    final.features = features
+    final.features = FINDINGS if findings else features
     final.manifest = {
         "task": "verdict",
         "head": "findings" if findings else "linear",
         "labels": LABELS,
-        "features": "cue counts and reported statistics (p-values, ratio intervals) of the best-ranked "
-        "article's findings"
+        "features": "cue counts, reported statistics (p-values, ratio intervals) and the polarity of the "
+        "best-ranked article's findings"
         if findings
         else "question vector, mean passage vector, their product; cue counts; best cosine",
         "class_weights": "none" if findings else "balanced",

@@ -28,6 +28,7 @@ from rag.verdict import (
     decide,
     finding_sentences,
     findings_text,
+    polarity_features,
     statistic_features,
     verdict_passage,
 )
@@ -353,9 +354,10 @@ def test_findings_verdict_head_reads_the_best_articles_statistics(
     out = tmp_path / "findings.json"
     result = run("train", "verdict", "--head", "findings", "--questions", str(questions), "--out", str(out))
     assert result["head"] == "findings" and result["class_weights"] == "none"
-    assert result["bytes"] < 10_000  # 14 features: a file small enough to ship
+    assert result["bytes"] < 10_000  # 24 features: a file small enough to ship
     model = VerdictClassifier.load(out)
-    assert model.linear is not None and model.linear.features == "findings"
+    assert model.linear is not None and model.linear.features == "findings-stance"
+    assert model.linear.weights.shape == (24, 3)
     with Store.open(settings) as store:
         answerer = Answerer(store, settings, generator=ExtractiveGenerator())
         _hits, evidence, _trace = answerer.retrieve("Does aspirin reduce stroke risk in patients?")
@@ -366,6 +368,16 @@ def test_findings_verdict_head_reads_the_best_articles_statistics(
     chosen = finding_sentences(evidence)
     assert chosen and {evidence.sentences[i].pmid for i in chosen} == {best.pmid}
     assert "p < 0.05" in prediction.basis  # the trial's results, not the mouse study
+    polarity = polarity_features(evidence)  # the trial's findings read against the question
+    positive = "significantly reduced" in prediction.basis  # the trial's finding, drawn at random
+    assert (polarity[0] > 0) == positive and (polarity[1] > 0) == (not positive)
+    assert polarity[6] == -1  # "reduce": the question asks about a reduction
+    # a head saved before the polarity features (17 values, "findings") still loads and predicts
+    data = json.loads(out.read_text())
+    old = dict(data, features="findings", mean=data["mean"][:17], scale=data["scale"][:17])
+    old["weights"] = data["weights"][:17]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert VerdictClassifier.load(tmp_path / "old.json").predict(evidence).label in ("yes", "no", "uncertain")
     # a head of another feature set is refused by name
     data = json.loads(out.read_text())
     data["features"] = "telepathy"
