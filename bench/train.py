@@ -93,7 +93,7 @@ def reranker(args: argparse.Namespace) -> dict:
         "reranker",
         examples,
         out=args.out,
-        recipe=_recipe(args, max_length=192, epochs=1.0, max_pairs=6000, batch_size=16),
+        recipe=_recipe(args, max_length=192, epochs=1.0, max_pairs=6000, batch_size=16, loss="listwise"),
         data=summary,
     )
     record_calibration(get_settings(), trained, examples, questions)

@@ -72,8 +72,8 @@ class EmbeddingSettings(BaseModel):
     batch_size: int | None = Field(
         None,
         ge=1,
-        description="Texts per forward pass (default: 4 for ONNX on the CPU, measured fastest: 77 documents/s "
-        "against 54 with 32 on 2 cores; 64 for torch, on a GPU).",
+        description="Texts per forward pass (default: 4 for ONNX on the CPU, measured fastest: 77 "
+        "documents/s against 54 with 32 on 2 cores; 64 for torch, on a GPU).",
     )
     threads: int | None = Field(None, ge=1, description="ONNX Runtime threads (default: every usable CPU).")
     query_prefix: str = Field("", description="Prepended to queries (e.g. 'query: ' for e5 models).")

@@ -212,9 +212,7 @@ class PairClassifier:
             raise InputError(f"{directory} holds a {manifest['task']} model, not a {task} model")
         return cls(directory, model_dir, onnx_path, manifest, tokenizer, threads=threads)
 
-    def predict_proba(
-        self, pairs: Sequence[tuple[str, str]], batch_size: int = PREDICT_BATCH
-    ) -> np.ndarray:
+    def predict_proba(self, pairs: Sequence[tuple[str, str]], batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """float32 (len(pairs), len(labels)); each row sums to 1. Texts are truncated to ``max_length``
         tokens together (the longer one first); pairs are length-sorted so a batch pads to its longest."""
         if isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], str):

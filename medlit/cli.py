@@ -763,7 +763,7 @@ def train_options(fn: F) -> F:
             type=click.Choice(["pointwise", "listwise"]),
             default=None,
             help="pointwise: each pair's label; listwise (two labels): each question's positives against "
-            "its negatives, plus the pointwise term.",
+            "its negatives, plus the pointwise term (default: listwise for rerankers, pointwise otherwise).",
         ),
         json_option,
         quiet_option,
@@ -869,7 +869,7 @@ def train_reranker_cmd(
         screening_files=screening_files,
         batches=batches,
         base=base,
-        recipe=_recipe({}, **recipe),
+        recipe=_recipe({"loss": "listwise"}, **recipe),
         negatives=negatives,
         negatives_from=negatives_from,
         engine=engine,

@@ -126,6 +126,7 @@ def test_train_reranker_then_search_reranks_with_it(
     data = manifest["data"]
     assert data["questions_used"] == 18 and data["mined_negatives"] > 0  # only batch 7B: 18 of 24
     assert data["negatives_from"] == "judged"  # the default
+    assert manifest["recipe"]["loss"] == "listwise"  # a reranker's default loss
     assert data["sources"][0]["sha256"] and data["library_articles"] == 48
     assert data["held_out_questions"] >= 1 and manifest["metrics"]["held_out_int8"]
 
@@ -451,6 +452,7 @@ def test_cross_encoder_verdict_and_support_models(
         "train", "support", "--questions", str(questions), "--base", str(tiny_base), "--out",
         str(tmp_path / "support"), *FAST,
     )  # fmt: skip
+    assert support["recipe"]["loss"] == "pointwise"  # support models keep the pointwise loss
     kinds = support["data"]["pair_kinds"]
     assert kinds["supported"] == 24 and kinds["other_article"] > 0 and kinds.get("negated", 0) > 0
     comparison = support["vs_cosine"]
