@@ -23,7 +23,7 @@ from indexes.pair_model import PairClassifier
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CANDIDATES = 20  # ~240-320 ms p50 on 2 CPU cores for a MiniLM-sized model (30: ~360 ms)
+DEFAULT_CANDIDATES = 20  # ~120-170 ms p50 on 2 CPU cores for a MiniLM-sized model, batches of 4
 MAX_DOCUMENT_CHARS = 4000  # the model sees max_length tokens; longer text is only tokenised in vain
 DEFAULT_FUSION_WEIGHT = 0.5  # the reranker's weight when its training calibrated none
 FUSION_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))  # the grid calibration chooses from
