@@ -381,16 +381,12 @@ def calibrate_reranker(
             order = fused_order([h.score for h in answerable], scores, weight)
             gains.append(ndcg_at([answerable[i].pmid for i in order][:10], question.relevant))
         by_weight[weight] = round(float(np.mean(gains)), 4)
-    best = max(by_weight, key=lambda w: (by_weight[w], -abs(w - DEFAULT_FUSION_WEIGHT)))
-    weight = best
+    weight = max(by_weight, key=lambda w: (by_weight[w], -abs(w - DEFAULT_FUSION_WEIGHT)))
 
     def top_score(hits: list[Hit], scores: list[float]) -> float:
         if not hits:
             return 0.0
-        if fusion:
-            order = fused_order([h.score for h in hits], scores, weight)
-        else:
-            order = sorted(range(len(scores)), key=lambda i: -scores[i])
+        order = reranker.order([h.score for h in hits], scores, weight)
         return max(scores[i] for i in order[:k])
 
     answerable_top = [top_score(a, s) for _q, a, s, _r, _rs in scored]
@@ -398,7 +394,7 @@ def calibrate_reranker(
     # "lower": an observed score, so that at least 95% pass
     threshold = float(np.percentile(np.asarray(answerable_top), ABSTAIN_PERCENTILE, method="lower"))
     fusion_record = {
-        "weight": best,
+        "weight": weight,
         "policy": fusion_policy,
         "questions": len(scored),
         "ndcg_at_10_by_weight": {f"{w:.1f}": v for w, v in by_weight.items()},

@@ -97,10 +97,13 @@ class PairReranker:
         value = (self.model.manifest.get("fusion") or {}).get("weight")
         return float(value) if isinstance(value, int | float) else DEFAULT_FUSION_WEIGHT
 
-    def order(self, search_scores: Sequence[float], model_scores: Sequence[float]) -> list[int]:
-        """The candidates' positions as this reranker orders them (fused or by its score alone)."""
+    def order(
+        self, search_scores: Sequence[float], model_scores: Sequence[float], weight: float | None = None
+    ) -> list[int]:
+        """The candidates' positions as this reranker orders them (fused, at ``weight`` or its own
+        ``fusion_weight``, or by its score alone)."""
         if self.fusion:
-            return fused_order(search_scores, model_scores, self.fusion_weight)
+            return fused_order(search_scores, model_scores, self.fusion_weight if weight is None else weight)
         return sorted(range(len(model_scores)), key=lambda i: (-model_scores[i], i))
 
     def scores(self, query: str, texts: Sequence[str]) -> list[float]:
