@@ -28,7 +28,7 @@ from foundation.errors import InputError, MedlitError
 from foundation.redaction import redact, register_secret
 from foundation.settings import AnswerSettings
 from rag.evidence import Design, EvidenceLevel
-from rag.focus import Focus
+from rag.focus import Concept, Focus
 from rag.llm_server import running_server
 from rag.sentences import SourceSentence
 
@@ -225,6 +225,8 @@ class ExtractiveGenerator:
             finding = bool(FINDING.search(sentence.text))
             if _AIM.search(sentence.text) or (not finding and METHOD.search(sentence.text)):
                 continue  # "we investigated whether ...", "this is a prospective study of ...": no finding
+            if not finding and _only_population(named, focus):
+                continue  # "COVID-19 ranges from mild to severe" says nothing of the drug asked about
             if finding:
                 bonus += 0.04  # "... was significantly lower (p < 0.01)": what was found
             bonus += 0.04 / ranks.get(sentence.pmid, 10)
@@ -272,6 +274,14 @@ class ExtractiveGenerator:
             DraftSentence(text=evidence.sentences[i].text, pmids=[evidence.sentences[i].pmid]) for i in chosen
         ]
         return Draft(text=" ".join(s.text for s in sentences), sentences=sentences)
+
+
+def _only_population(named: list[Concept], focus: Focus | None) -> bool:
+    """Whether a sentence names only the question's population (its patients, its disease) while the
+    question also asks about something else: background on the condition, not an answer."""
+    if focus is None or not named or any(c.role != "population" for c in named):
+        return False
+    return any(c.role != "population" for c in focus.main)
 
 
 _AIM = re.compile(

@@ -493,3 +493,29 @@ def test_extractive_answers_quote_only_articles_close_to_the_best() -> None:
     defaults = AnswerSettings()
     assert ExtractiveGenerator.from_settings(defaults).within == defaults.quote_within == 0.08
     assert AnswerSettings(quote_within="none").quote_within is None  # MEDLIT_ANSWER__QUOTE_WITHIN=none
+
+
+def test_extractive_answers_leave_out_background_on_the_population_alone() -> None:
+    """A sentence naming only the question's population ("COVID-19 ranges from mild to severe") is not an
+    answer about remdesivir, unless it reports a finding."""
+    import numpy as np
+
+    from rag.focus import read_question
+    from rag.generators import Evidence, Source
+    from rag.sentences import SourceSentence
+
+    question = "Does remdesivir shorten recovery in patients hospitalised with COVID-19?"
+    texts = [
+        "Review of trials of remdesivir in COVID-19",
+        "The severity of COVID-19 symptoms can range from mild to severe in most patients.",
+        "Remdesivir shortened the time to recovery in hospitalised adults in two trials.",
+        "Patients with COVID-19 given the drug had lower mortality than those given placebo.",
+    ]
+    own = [SourceSentence(101, i, t) for i, t in enumerate(texts)]
+    source = Source(1, 101, texts[0], None, 2021, [], 1, own)
+    vectors = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3]])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    evidence = Evidence(question, [source], own, vectors, np.array([1.0, 0.0]), focus=read_question(question))
+    quoted = [own[i].text for i, _s in ExtractiveGenerator().candidates(evidence)]
+    assert texts[1] not in quoted  # the closest to the question, and no answer to it
+    assert texts[2] in quoted and texts[3] in quoted  # the drug, or a finding among the question's patients
