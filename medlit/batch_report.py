@@ -282,7 +282,7 @@ def _answer_markdown(number: int, record: dict[str, Any]) -> list[str]:
         lines += ["References:", ""]
         for citation in citations:
             flag = "**RETRACTED** " if citation.get("retracted") else ""
-            title = _md_link_text(citation.get("title") or f"PMID {citation.get('pmid')} (untitled)")
+            title = _md_link_text(citation.get("title") or "(untitled)")
             url = f"https://pubmed.ncbi.nlm.nih.gov/{int(citation['pmid'])}/"
             facts = "; ".join(_md_text(f) for f in _reference_facts(citation))
             number_shown = int(citation.get("number", 0))
@@ -331,7 +331,7 @@ def _answer_html(number: int, record: dict[str, Any]) -> list[str]:
         for citation in citations:
             pmid = int(citation["pmid"])
             flag = '<span class="retracted">RETRACTED</span> ' if citation.get("retracted") else ""
-            title = esc(str(citation.get("title") or f"PMID {pmid} (untitled)"))
+            title = esc(str(citation.get("title") or "(untitled)"))
             facts = "; ".join(esc(f) for f in _reference_facts(citation))
             parts.append(
                 f'<li value="{int(citation.get("number", 0))}">{flag}'

@@ -205,7 +205,7 @@ def _hit_line(hit: dict[str, Any]) -> str:
     year = str(hit["year"]) if hit.get("year") else "year unknown"
     types = [t for t in hit.get("publication_types") or [] if t != "Journal Article"]
     where = "; ".join(p for p in (hit.get("journal"), year, ", ".join(types)) if p)
-    title = hit.get("title") or f"PMID {hit['pmid']} (untitled)"
+    title = hit.get("title") or "(untitled)"
     return f"{hit['rank']}. {flag}{title} ({where}) PMID {hit['pmid']} {hit['url']}"
 
 

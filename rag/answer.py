@@ -207,7 +207,7 @@ class Answer:
         year = str(c.year) if c.year else "year unknown"
         stance = {"supports": "for", "contradicts": "against", "unclear": "unclear"}.get(c.stance or "")
         where = "; ".join(p for p in (c.journal, year, c.evidence_level, c.size, stance) if p)
-        shown = c.title or f"PMID {c.pmid} (untitled)"
+        shown = c.title or "(untitled)"  # the PMID follows
         title = f"[{shown}]({c.url})" if markdown else shown
         link = "" if markdown else f"  {c.url}"
         bold = "**" if markdown and c.retracted else ""

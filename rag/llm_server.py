@@ -334,8 +334,9 @@ def first_completion(
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
         raise ServerError(
             f"the model server died on its first completion ({how}): llama-cpp-python was built for "
-            "instructions this machine does not run; rebuild it with the Makefile's CMAKE_ARGS (AVX2, not "
-            f"GGML_NATIVE): rm -rf .cache/wheels && make llm. Log: {_log_tail(log_path)}"
+            "instructions this machine does not run; rebuild it with the Makefile's CMAKE_ARGS (the CPU "
+            "features /proc/cpuinfo reports, not GGML_NATIVE): rm -rf .cache/wheels && make llm. "
+            f"Log: {_log_tail(log_path)}"
         )
 
 

@@ -519,3 +519,15 @@ def test_extractive_answers_leave_out_background_on_the_population_alone() -> No
     quoted = [own[i].text for i, _s in ExtractiveGenerator().candidates(evidence)]
     assert texts[1] not in quoted  # the closest to the question, and no answer to it
     assert texts[2] in quoted and texts[3] in quoted  # the drug, or a finding among the question's patients
+
+
+def test_an_untitled_citation_names_its_pmid_once() -> None:
+    from rag.answer import Answer, Citation, Trace
+
+    citation = Citation(1, 34497279, "", None, None, [], "other", 8, False, "a quote")
+    trace = Trace("Q?", "hybrid", 10, {}, 1, [34497279])
+    answer = Answer("Q?", "A finding [1].", [], [citation], trace, "extractive")
+    line = next(line for line in answer.to_text().splitlines() if line.startswith("[1]"))
+    assert "(untitled)" in line and line.count("34497279") == 2  # "PMID 34497279" and its link
+    markdown = next(line for line in answer.to_markdown().splitlines() if line.startswith("1."))
+    assert "[(untitled)](https://pubmed.ncbi.nlm.nih.gov/34497279/)" in markdown
