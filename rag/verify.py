@@ -149,8 +149,11 @@ def support_score(
     coverage = sum(w in found for w in words) / len(words) if words else 1.0
     numbers_ok = all(n in _numbers(article_text) for n in _numbers(sentence))
     mine, _hedged = finding_polarity(sentence)
-    theirs, _ = finding_polarity(texts[best])
-    polarity_ok = not (mine and theirs and mine != theirs) and negation_agrees(sentence, texts, sims)
+    # an effect read against no effect: the closest sentences of the abstract (within NEGATION_MARGIN of the
+    # best, as for denials) all say the opposite; one that agrees or reports neither is enough
+    close = [int(i) for i in np.argsort(-sims)[:3] if float(sims[i]) >= single - NEGATION_MARGIN]
+    turned = bool(mine) and all(finding_polarity(texts[i])[0] == -mine for i in close)
+    polarity_ok = not turned and negation_agrees(sentence, texts, sims)
     return Support(
         score=max(single, pair if coverage >= 0.6 else single),
         single=single,
@@ -620,4 +623,7 @@ def _parse(
 
 
 def _embed(embedder: object, texts: list[str]) -> np.ndarray:
-    return embedder.embed_documents(texts)  # type: ignore[attr-defined]
+    """One forward pass per answer sentence. The int8 ONNX embedder quantises a batch with one scale, so a
+    sentence embedded beside others gets a slightly different vector (cosine ~0.99 to its own): its check
+    would depend on the sentences around it, and on whether the answer was streamed."""
+    return np.vstack([embedder.embed_documents([text]) for text in texts])  # type: ignore[attr-defined]

@@ -677,3 +677,47 @@ def test_cli_ask_with_the_openai_generator(
     assert "Traceback" not in failed.output
     assert KEY not in result.output + failed.output
     assert len(fake.requests) == 3  # one answer, then the failure and its one retry
+
+
+def test_an_effect_read_against_no_effect_needs_every_close_abstract_sentence_to_say_the_opposite() -> None:
+    """The polarity check reads the abstract sentences as close as the best (within NEGATION_MARGIN): an aim
+    sentence that happens to score a little above the finding ("... outcomes that are associated with ...")
+    does not turn a faithful "no association" around."""
+    from rag.verify import support_score
+
+    sentence = "The study found no association between treated hypothyroidism and pregnancy complications."
+    texts = [
+        "The purpose of this study was to investigate the outcomes that are associated with pregnancy.",
+        "Treated hypothyroidism was not associated with any increase in maternal or fetal complications.",
+    ]
+    vector = np.array([1.0, 0.0])
+    close = np.array([[0.89, 0.456], [0.875, 0.484]])  # the aim sentence 0.015 above the finding
+    assert support_score(vector, sentence, close, texts, " ".join(texts)).polarity_ok
+    far = np.array([[0.89, 0.456], [0.70, 0.714]])  # the finding far below: the aim sentence decides
+    assert not support_score(vector, sentence, far, texts, " ".join(texts)).polarity_ok
+    turned = "Treated hypothyroidism was associated with more pregnancy complications."
+    opposite = ["Treated hypothyroidism was not associated with any increase in complications."] * 2
+    assert not support_score(vector, turned, close, opposite, " ".join(opposite)).polarity_ok
+
+
+def test_each_answer_sentence_is_checked_on_its_own_vector(answerer, fake: FakeOpenAI) -> None:
+    """An int8 embedder quantises a batch with one scale: a sentence's vector must not depend on the
+    sentences beside it (nor on whether the answer was streamed), so each is embedded alone."""
+    fake.script(
+        lambda r: (
+            f"Metformin reduces cancer incidence in adults with type 2 diabetes [{r.number(501)}]. "
+            f"Metformin use was associated with a lower cancer incidence [{r.number(501)}]."
+        )
+    )
+    built = answerer()
+    calls: list[int] = []
+    embed = built.embedder.embed_documents
+
+    def recording(texts: list[str]) -> np.ndarray:
+        calls.append(len(texts))
+        return embed(texts)
+
+    built.embedder.embed_documents = recording  # type: ignore[method-assign]
+    built.ask(QUESTION)
+    verify_calls = calls[-2:]  # the two answer sentences, after the evidence
+    assert verify_calls == [1, 1]
