@@ -293,11 +293,13 @@ _AIM = re.compile(
 )
 
 
-# What a finding sounds like, and how a method is described, for abstracts without section labels.
+# What a finding sounds like, and how a method is described, for abstracts without section labels. "more than
+# 200 countries" counts something; "more than in controls" compares.
 FINDING = re.compile(
     r"\b(?:p\s*[<=>≤≥]\s*0?\.\d|significant(?:ly)?|no\s+(?:\w+\s+)?differences?|associated\s+with|"
     r"(?:odds|hazard|risk|rate)\s+ratio|95\s*%\s*(?:ci|confidence)|(?:higher|lower|greater|fewer|more|less)\s+"
-    r"(?:than|in|among|rates?|risk|incidence|mortality)|(?:increased|decreased|reduced|improved|worsened)\b|"
+    r"(?:than(?!\s+(?:\d|(?:one|two|three|four|five|ten|twenty|a\s+(?:hundred|thousand|million))\b))|in|among|"
+    r"rates?|risk|incidence|mortality)|(?:increased|decreased|reduced|improved|worsened)\b|"
     r"(?:was|were)\s+(?:similar|comparable|superior|inferior|safe|effective|feasible|associated)|"
     r"(?:showed|demonstrated|revealed|found|suggest(?:s|ed)?|indicate[sd]?)\s+(?:that|a|an|no|significant))",
     re.IGNORECASE,

@@ -510,14 +510,16 @@ def test_extractive_answers_leave_out_background_on_the_population_alone() -> No
         "The severity of COVID-19 symptoms can range from mild to severe in most patients.",
         "Remdesivir shortened the time to recovery in hospitalised adults in two trials.",
         "Patients with COVID-19 given the drug had lower mortality than those given placebo.",
+        "COVID-19 was first reported in Wuhan, and more than 200 countries have been affected since.",
     ]
     own = [SourceSentence(101, i, t) for i, t in enumerate(texts)]
     source = Source(1, 101, texts[0], None, 2021, [], 1, own)
-    vectors = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3]])
+    vectors = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.85, 0.15]])
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     evidence = Evidence(question, [source], own, vectors, np.array([1.0, 0.0]), focus=read_question(question))
     quoted = [own[i].text for i, _s in ExtractiveGenerator().candidates(evidence)]
     assert texts[1] not in quoted  # the closest to the question, and no answer to it
+    assert texts[4] not in quoted  # "more than 200 countries" counts; it compares nothing
     assert texts[2] in quoted and texts[3] in quoted  # the drug, or a finding among the question's patients
 
 
