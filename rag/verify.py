@@ -149,10 +149,9 @@ def support_score(
     coverage = sum(w in found for w in words) / len(words) if words else 1.0
     numbers_ok = all(n in _numbers(article_text) for n in _numbers(sentence))
     mine, _hedged = finding_polarity(sentence)
-    # an effect read against no effect: the closest sentences of the abstract (within NEGATION_MARGIN of the
-    # best, as for denials) all say the opposite; one that agrees or reports neither is enough
-    close = [int(i) for i in np.argsort(-sims)[:3] if float(sims[i]) >= single - NEGATION_MARGIN]
-    turned = bool(mine) and all(finding_polarity(texts[i])[0] == -mine for i in close)
+    # an effect read against no effect: the closest sentences of the abstract all say the opposite; one that
+    # agrees or reports neither is enough
+    turned = bool(mine) and all(finding_polarity(texts[i])[0] == -mine for i in closest(sims))
     polarity_ok = not turned and negation_agrees(sentence, texts, sims)
     return Support(
         score=max(single, pair if coverage >= 0.6 else single),
@@ -230,6 +229,13 @@ def denials(text: str) -> list[set[str]]:
     return [scope for scope in scopes if scope]
 
 
+def closest(sims: np.ndarray) -> list[int]:
+    """The abstract sentences a check may read a cited sentence against: the top three by similarity, those
+    within ``NEGATION_MARGIN`` of the best."""
+    order = np.argsort(-sims)[:3]
+    return [int(i) for i in order if float(sims[i]) >= float(sims[order[0]]) - NEGATION_MARGIN]
+
+
 def negation_agrees(sentence: str, texts: list[str], sims: np.ndarray) -> bool:
     """The sentence does not deny what its closest abstract sentence affirms, nor affirm what it denies: a
     model that adds a "not" to a finding, or drops one, does not pass on the similarity of the words that
@@ -238,11 +244,7 @@ def negation_agrees(sentence: str, texts: list[str], sims: np.ndarray) -> bool:
     the best may agree."""
     mine = denials(sentence)
     own = stems(sentence)
-    order = np.argsort(-sims)[:3]
-    top = float(sims[order[0]])
-    for i in order:
-        if float(sims[i]) < top - NEGATION_MARGIN:
-            continue
+    for i in closest(sims):
         theirs = denials(texts[i])
         if (mine and theirs) or (not mine and not theirs):
             return True
