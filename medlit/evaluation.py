@@ -6,7 +6,8 @@ Per question set:
   ``cites_relevant``: share of answered questions citing at least one relevant PMID (PubMedQA has one gold
   article per question: there it says whether it is cited);
 - ``sentences_supported``; ``sentences_on_point``: share of answer sentences that name a main concept of
-  the question (``rag.focus``); ``sentences_set_aside``: generated sentences dropped as not about it;
+  the question (``rag.focus``; or a synonym its cited articles define); ``sentences_set_aside``: generated
+  sentences dropped as not about it;
 - ``abstention_rate`` (every question of these sets is answerable: its relevant articles are in the library);
   ``written_by``: answered questions per generator (a model's answer, or "extractive (instead of ...)" when
   none of its sentences was verified and the sources were quoted);
@@ -30,7 +31,7 @@ from foundation.errors import InputError
 from foundation.settings import Settings, get_settings
 from indexes.evaluation import eval_library, question_records
 from rag.ask import Answerer
-from rag.focus import read_question
+from rag.focus import Focus, read_question
 from rag.generators import make_generator
 
 LABELS = ("yes", "no", "maybe")
@@ -91,7 +92,7 @@ def score_answers(answerer: Answerer, questions: list[AnswerQuestion]) -> dict[s
         sentences += len(answer.sentences)
         supported += sum(s.supported for s in answer.sentences)
         set_aside += len(answer.off_point)
-        focus = read_question(question.text)
+        focus = _read_with_synonyms(answerer, question.text, pmids)
         on_point += sum(bool(focus.mentioned(s.text, loose=True)) or not focus.main for s in answer.sentences)
         relevant_hits += any(p in question.relevant for p in pmids)
         all_relevant += bool(pmids) and all(p in question.relevant for p in pmids)
@@ -129,6 +130,18 @@ def score_answers(answerer: Answerer, questions: list[AnswerQuestion]) -> dict[s
         "p99_ms": round(_percentile(times, 99), 1),
     }
     return result
+
+
+def _read_with_synonyms(answerer: Answerer, question: str, pmids: list[int]) -> Focus:
+    """The question's concepts, with the synonyms its cited articles define (abbreviations, MeSH headings,
+    keywords): "no difference in VAP" is about ventilator-associated pneumonia in an article that says so."""
+    focus = read_question(question)
+    articles = list(answerer.store.get_many(pmids).values()) if pmids else []
+    focus.learn_synonyms(
+        (f"{a.title} {a.abstract}" for a in articles),
+        [h for a in articles for h in (*(m.descriptor for m in a.mesh), *a.keywords)],
+    )
+    return focus
 
 
 def _label(verdict: str | None) -> str:

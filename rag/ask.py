@@ -21,6 +21,7 @@ from indexes.search import Searcher
 from ingest.store import Store
 from rag.answer import INSUFFICIENT, MISSING_CONCEPT, Answer, AnswerSentence, Citation, Trace
 from rag.appraise import age_group_unstudied, answer_notes, appraise, outcomes_unreported, tally
+from rag.focus import abbreviation_map, expand_abbreviations
 from rag.generators import (
     Draft,
     Evidence,
@@ -108,11 +109,13 @@ class Answerer:
         articles = self.store.get_many(h.pmid for h in hits)
         sources: list[Source] = []
         sentences: list[SourceSentence] = []
+        texts: list[str] = []  # what is embedded: each sentence with its article's abbreviations written out
         for hit in hits:
             article = articles.get(hit.pmid)
             if article is None:
                 continue
             own = article_sentences(article)
+            abbreviated = abbreviation_map(" ".join(s.text for s in own))
             sources.append(
                 Source(
                     number=len(sources) + 1,
@@ -127,21 +130,25 @@ class Answerer:
                     retracted=article.retracted,
                     doi=article.doi,
                     keywords=list(article.keywords),
+                    abbreviations=abbreviated,
                 )
             )
             sentences.extend(own)
+            texts.extend(expand_abbreviations(s.text, abbreviated) for s in own)
         embedder = self.embedder
-        vectors = (
-            embedder.embed_documents([s.text for s in sentences])
-            if sentences
-            else np.zeros((0, 1), dtype=np.float32)
-        )
+        vectors = embedder.embed_documents(texts) if sentences else np.zeros((0, 1), dtype=np.float32)
+        defined: dict[str, str] = {}  # a question that uses an abbreviation is read as the articles write it
+        for source in sources:
+            for short, long_form in source.abbreviations.items():
+                defined.setdefault(short, long_form)
         return Evidence(
             question=question,
             sources=sources,
             sentences=sentences,
             vectors=np.asarray(vectors, dtype=np.float32),
-            question_vector=np.asarray(embedder.embed_query(question), dtype=np.float32),
+            question_vector=np.asarray(
+                embedder.embed_query(expand_abbreviations(question, defined)), dtype=np.float32
+            ),
         )
 
     def _precheck(self, question: str, trace: Trace, evidence: Evidence | None) -> Answer | None:

@@ -489,6 +489,34 @@ def abbreviations(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def abbreviation_map(text: str) -> dict[str, str]:
+    """Short form → long form of the abbreviations ``text`` defines (the first definition of each wins)."""
+    mapping: dict[str, str] = {}
+    for long_form, short in abbreviations(text):
+        mapping.setdefault(short, long_form)
+    return mapping
+
+
+def expand_abbreviations(text: str, mapping: dict[str, str]) -> str:
+    """``text`` with each abbreviation of ``mapping`` written out before itself ("no difference in VAP" →
+    "no difference in ventilator-associated pneumonia (VAP)"); a definition "(VAP)" stays as written. For
+    embedding: a general-domain embedder does not know an article's own abbreviations, so a finding written
+    with them reads as far from a question that names the thing, while a question that uses the
+    abbreviation still finds it. Case-sensitive; a plural "s" is kept."""
+    if not mapping:
+        return text
+    names = "|".join(re.escape(short) for short in sorted(mapping, key=len, reverse=True))
+    pattern = re.compile(rf"\((?:{names})s?\)|(?<![\w-])({names})(s?)(?!\w)")
+
+    def written_out(match: re.Match[str]) -> str:
+        if match.group(1) is None:
+            return match.group(0)  # the definition itself
+        short, plural = match.group(1), match.group(2)
+        return f"{mapping[short]}{plural} ({short}{plural})"
+
+    return pattern.sub(written_out, text)
+
+
 def _best_long_form(short: str, candidates: Sequence[str]) -> str | None:
     """The shortest tail of ``candidates`` whose letters spell ``short`` (its first letter opening a word)."""
     letters = [c.lower() for c in short if c.isalnum()]

@@ -55,6 +55,7 @@ class Source:
     retracted: bool = False
     doi: str | None = None
     keywords: list[str] = field(default_factory=list)
+    abbreviations: dict[str, str] = field(default_factory=dict)  # short → long form, as the article defines
     # read against the question by rag.appraise (defaults: not yet appraised)
     mentions: list[str] = field(default_factory=list)  # the question's main concepts it is about
     on_primary: bool = True  # it is about the question's primary concept

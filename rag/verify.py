@@ -30,7 +30,7 @@ import numpy as np
 
 from rag.answer import AnswerSentence, Citation, RemovedCitation
 from rag.evidence import study_design
-from rag.focus import Focus, stems
+from rag.focus import Focus, expand_abbreviations, stems
 from rag.generators import Draft, DraftSentence, Evidence
 from rag.sentences import Marker, fill_template, marked_sentence, split_sentences
 from rag.stance import finding_polarity
@@ -329,7 +329,7 @@ class Verifier:
         drafts = [d for d in drafts if d.text.strip()]
         if not drafts:
             return []
-        vectors = _embed(self.embedder, [d.text for d in drafts])
+        vectors = _embed(self.embedder, [self._expanded(d) for d in drafts])
         out = []
         for d, v in zip(drafts, vectors, strict=True):
             index = len(self.sentences)
@@ -341,6 +341,17 @@ class Verifier:
             self.sentences.append(checked)
             out.append(checked)
         return out
+
+    def _expanded(self, draft: DraftSentence) -> str:
+        """What is embedded of an answer sentence: its text with the abbreviations of the articles it cites
+        written out (of every retrieved article when it cites none), as their own sentences are embedded."""
+        cited = [*draft.pmids, *(p for group in draft.inline for p in group)]
+        sources = [self.by_pmid[p] for p in cited if p in self.by_pmid] or self.evidence.sources
+        mapping: dict[str, str] = {}
+        for source in sources:
+            for short, long_form in source.abbreviations.items():
+                mapping.setdefault(short, long_form)
+        return expand_abbreviations(draft.text, mapping)
 
     def _supports(self, pmid: int, text: str, vector: np.ndarray) -> Support | None:
         mask = self.usable & (self.owner == pmid)

@@ -22,7 +22,7 @@ from rag.answer import Answer
 from rag.appraise import reported
 from rag.ask import Answerer
 from rag.focus import read_question, stems
-from rag.generators import ExtractiveGenerator
+from rag.generators import DraftSentence, ExtractiveGenerator
 from tests.fake_openai import ChatRequest, FakeOpenAI
 
 DEXAMETHASONE = "Is dexamethasone effective in reducing mortality in hospitalized COVID-19 patients?"
@@ -444,3 +444,87 @@ def test_an_outcome_is_reported_in_other_words(question: str, text: str, reports
     """The outcome rule takes a verdict away only when no cited study reports the outcome in any form."""
     (outcome,) = [c for c in read_question(question).concepts if c.role == "outcome"]
     assert reported(outcome, stems(text)) is reports
+
+
+HEPARIN = {
+    "pmid": 501,
+    "title": "Nebulised heparin in mechanically ventilated patients",
+    "abstract": "Ventilator-associated pneumonia (VAP) is common in ventilated patients. We randomised 214 "
+    "patients to nebulised heparin or usual care. There was no difference in the development of VAP between "
+    "the groups (P=0.70).",
+    "year": 2016,
+    "publication_types": ["Randomized Controlled Trial"],
+    "language": "eng",
+}
+
+
+class RecordingEmbedder(FakeEmbedder):
+    """The FakeEmbedder, keeping every document text it was asked to embed."""
+
+    def __init__(self, dimension: int) -> None:
+        super().__init__(dimension)
+        self.seen: list[str] = []
+
+    def embed_documents(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        self.seen.extend(texts)
+        return super().embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        self.seen.append(f"query: {text}")
+        return super().embed_query(text)
+
+
+def test_abbreviations_are_written_out_for_embedding(fake_model_env: Path, tmp_path: Path) -> None:
+    """A finding written with the article's own abbreviation ("no difference in VAP") is embedded with it
+    written out, as is a question that uses it, for sentence choice and for the support check; the quote
+    stays verbatim."""
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(json.dumps(HEPARIN) + "\n")
+    embedder = RecordingEmbedder(256)
+    with Store.open(Settings()) as store:
+        ingest_jsonl(store, corpus)
+        answerer = Answerer(store, Settings(), embedder=embedder, generator=ExtractiveGenerator())
+        answerer.searcher.lexical.build(progress=False)
+        answerer.searcher.dense.build(progress=False)
+        question = "Does nebulised heparin prevent ventilator-associated pneumonia?"
+        embedder.seen.clear()
+        _hits, evidence, _trace = answerer.retrieve(question, k=1)
+        assert evidence is not None
+        assert evidence.sources[0].abbreviations == {"VAP": "Ventilator-associated pneumonia"}
+        finding = next(i for i, s in enumerate(evidence.sentences) if "(P=0.70)" in s.text)
+        assert "of VAP between" in evidence.sentences[finding].text  # what is shown and quoted
+        written_out = "no difference in the development of Ventilator-associated pneumonia (VAP) between"
+        assert any(written_out in text for text in embedder.seen)
+        plain = embedder.embed_documents([evidence.sentences[finding].text])[0]
+        assert float(evidence.vectors[finding] @ evidence.question_vector) > float(
+            plain @ evidence.question_vector
+        )
+        # a question that uses the abbreviation is read as the article writes it
+        embedder.seen.clear()
+        answerer.retrieve("Does nebulised heparin prevent VAP?", k=1)
+        assert "query: Does nebulised heparin prevent Ventilator-associated pneumonia (VAP)?" in embedder.seen
+        # the support check embeds an answer sentence with the abbreviations of the articles it cites
+        embedder.seen.clear()
+        verifier = answerer._verifier(evidence)
+        verifier.check([DraftSentence(text="Nebulised heparin did not reduce VAP.", pmids=[501])])
+        assert embedder.seen == ["Nebulised heparin did not reduce Ventilator-associated pneumonia (VAP)."]
+        # and `eval answers` counts such a sentence as naming the question's concept
+        from medlit.evaluation import _read_with_synonyms
+
+        assert not read_question(question).mentioned("No difference in VAP.", loose=True)
+        assert _read_with_synonyms(answerer, question, [501]).mentioned("No difference in VAP.", loose=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("No difference in VAP (P=0.7).", "No difference in ventilator-associated pneumonia (VAP) (P=0.7)."),
+        ("Ventilator-associated pneumonia (VAP) is rare.", "Ventilator-associated pneumonia (VAP) is rare."),
+        ("VAPs were rare; so was ARDS.", "ventilator-associated pneumonias (VAPs) were rare; so was ARDS."),
+        ("The vap rate and anti-VAP bundles, VAPID.", "The vap rate and anti-VAP bundles, VAPID."),
+    ],
+)
+def test_abbreviations_are_written_out_whole_words_only(text: str, expected: str) -> None:
+    from rag.focus import expand_abbreviations
+
+    assert expand_abbreviations(text, {"VAP": "ventilator-associated pneumonia"}) == expected
