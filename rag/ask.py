@@ -137,19 +137,17 @@ class Answerer:
             texts.extend(expand_abbreviations(s.text, abbreviated) for s in own)
         embedder = self.embedder
         vectors = embedder.embed_documents(texts) if sentences else np.zeros((0, 1), dtype=np.float32)
-        defined: dict[str, str] = {}  # a question that uses an abbreviation is read as the articles write it
-        for source in sources:
-            for short, long_form in source.abbreviations.items():
-                defined.setdefault(short, long_form)
-        return Evidence(
+        evidence = Evidence(
             question=question,
             sources=sources,
             sentences=sentences,
             vectors=np.asarray(vectors, dtype=np.float32),
-            question_vector=np.asarray(
-                embedder.embed_query(expand_abbreviations(question, defined)), dtype=np.float32
-            ),
+            question_vector=np.zeros(0, dtype=np.float32),
         )
+        # a question that uses an abbreviation is read as the articles write it
+        asked = expand_abbreviations(question, evidence.abbreviations())
+        evidence.question_vector = np.asarray(embedder.embed_query(asked), dtype=np.float32)
+        return evidence
 
     def _precheck(self, question: str, trace: Trace, evidence: Evidence | None) -> Answer | None:
         """The abstention that needs no generator: nothing retrieved, or nothing close enough."""

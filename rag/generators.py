@@ -17,7 +17,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -110,6 +110,16 @@ class Evidence:
 
     def by_pmid(self) -> dict[int, Source]:
         return {s.pmid: s for s in self.sources}
+
+    def abbreviations(self, pmids: Sequence[int] = ()) -> dict[str, str]:
+        """Short → long form as the sources of ``pmids`` define them (every source when none of them is
+        here); the best-ranked source's definition wins."""
+        wanted = [s for s in self.sources if s.pmid in set(pmids)] or self.sources
+        mapping: dict[str, str] = {}
+        for source in wanted:
+            for short, long_form in source.abbreviations.items():
+                mapping.setdefault(short, long_form)
+        return mapping
 
     @property
     def usable(self) -> np.ndarray:

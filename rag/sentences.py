@@ -35,7 +35,9 @@ def split_sentences(text: str) -> list[str]:
         candidate = text[start:end]
         word = _LAST_WORD.search(candidate[: match.start(1) - start])
         last = word.group(1).lower().lstrip("([{\"'“‘").rstrip(".") if word else ""  # "(ref. 12)"
-        if match.group(1) == "." and (last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha())):
+        if match.group(1) == "." and (
+            last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha() and _initial(candidate, word))
+        ):
             continue  # "et al. Smith", "J. Smith": not a boundary
         sentences.append(candidate.strip())
         start = match.end()
@@ -43,6 +45,22 @@ def split_sentences(text: str) -> list[str]:
     if tail:
         sentences.append(tail)
     return sentences
+
+
+def _initial(candidate: str, word: re.Match[str] | None) -> bool:
+    """Whether the one letter before a full stop is an initial ("J. Smith", "Arthur C. Alport", "M. D.
+    Anderson") rather than a name's last part ending a sentence ("vitamin D.", "hepatitis C.", "RNase R.",
+    "arm A."): after a lower-case word (but "by", "to", "from"), a number or a word with capitals inside, it
+    ends the sentence."""
+    if word is None:
+        return True
+    before = candidate[: word.start()].split()
+    if not before:
+        return True  # "J. Smith ..." opening the text
+    previous = before[-1].lstrip("([{\"'“‘")
+    if previous in ("and", "&") and len(before) > 1:  # "Smith and B. Jones", not "arms A and B. There"
+        return len(before[-2]) > 1 and before[-2].istitle()
+    return previous.endswith((".", ",")) or previous.istitle() or previous.lower() in ("by", "to", "from")
 
 
 @dataclass(slots=True)

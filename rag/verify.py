@@ -346,12 +346,7 @@ class Verifier:
         """What is embedded of an answer sentence: its text with the abbreviations of the articles it cites
         written out (of every retrieved article when it cites none), as their own sentences are embedded."""
         cited = [*draft.pmids, *(p for group in draft.inline for p in group)]
-        sources = [self.by_pmid[p] for p in cited if p in self.by_pmid] or self.evidence.sources
-        mapping: dict[str, str] = {}
-        for source in sources:
-            for short, long_form in source.abbreviations.items():
-                mapping.setdefault(short, long_form)
-        return expand_abbreviations(draft.text, mapping)
+        return expand_abbreviations(draft.text, self.evidence.abbreviations(cited))
 
     def _supports(self, pmid: int, text: str, vector: np.ndarray) -> Support | None:
         mask = self.usable & (self.owner == pmid)

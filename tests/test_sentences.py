@@ -65,6 +65,18 @@ from rag.verify import split_answer
             'Patients said "it helped." Others disagreed (n = 4.) Doctors agreed.',
             ['Patients said "it helped."', "Others disagreed (n = 4.)", "Doctors agreed."],
         ),
+        (
+            "It is degraded by RNase R. Levels of vitamin D. Patients with hepatitis B. Arthur C. Alport and "
+            "M. D. Anderson, as shown by J. Smith. Done at 3 T. The end.",
+            [
+                "It is degraded by RNase R.",
+                "Levels of vitamin D.",
+                "Patients with hepatitis B.",
+                "Arthur C. Alport and M. D. Anderson, as shown by J. Smith.",
+                "Done at 3 T.",
+                "The end.",
+            ],
+        ),
         ("  Spaces\n and\tnewlines are   normalised.  ", ["Spaces and newlines are normalised."]),
         ("", []),
     ],
@@ -80,6 +92,7 @@ from rag.verify import split_answer
         "u.s.-i.e.",
         "exclamation-question",
         "closing-quote-bracket",
+        "one-letter-name-ends-a-sentence",
         "whitespace",
         "empty",
     ],
