@@ -28,6 +28,7 @@ from rag.generators import (
     ExtractiveGenerator,
     GenerationError,
     Source,
+    defined_abbreviations,
     is_insufficient,
     make_generator,
     read_verdict,
@@ -137,17 +138,14 @@ class Answerer:
             texts.extend(expand_abbreviations(s.text, abbreviated) for s in own)
         embedder = self.embedder
         vectors = embedder.embed_documents(texts) if sentences else np.zeros((0, 1), dtype=np.float32)
-        evidence = Evidence(
+        asked = expand_abbreviations(question, defined_abbreviations(sources))  # as the articles write it
+        return Evidence(
             question=question,
             sources=sources,
             sentences=sentences,
             vectors=np.asarray(vectors, dtype=np.float32),
-            question_vector=np.zeros(0, dtype=np.float32),
+            question_vector=np.asarray(embedder.embed_query(asked), dtype=np.float32),
         )
-        # a question that uses an abbreviation is read as the articles write it
-        asked = expand_abbreviations(question, evidence.abbreviations())
-        evidence.question_vector = np.asarray(embedder.embed_query(asked), dtype=np.float32)
-        return evidence
 
     def _precheck(self, question: str, trace: Trace, evidence: Evidence | None) -> Answer | None:
         """The abstention that needs no generator: nothing retrieved, or nothing close enough."""

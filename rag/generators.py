@@ -114,12 +114,7 @@ class Evidence:
     def abbreviations(self, pmids: Sequence[int] = ()) -> dict[str, str]:
         """Short → long form as the sources of ``pmids`` define them (every source when none of them is
         here); the best-ranked source's definition wins."""
-        wanted = [s for s in self.sources if s.pmid in set(pmids)] or self.sources
-        mapping: dict[str, str] = {}
-        for source in wanted:
-            for short, long_form in source.abbreviations.items():
-                mapping.setdefault(short, long_form)
-        return mapping
+        return defined_abbreviations(self.sources, pmids)
 
     @property
     def usable(self) -> np.ndarray:
@@ -132,6 +127,17 @@ class Evidence:
         if not usable.any():
             return None
         return float(np.max(self.vectors[usable] @ self.question_vector))
+
+
+def defined_abbreviations(sources: Sequence[Source], pmids: Sequence[int] = ()) -> dict[str, str]:
+    """Short → long form as the ``sources`` of ``pmids`` define them (all ``sources`` when none of them is
+    among them); the first source's definition wins."""
+    wanted = set(pmids)
+    mapping: dict[str, str] = {}
+    for source in [s for s in sources if s.pmid in wanted] or sources:
+        for short, long_form in source.abbreviations.items():
+            mapping.setdefault(short, long_form)
+    return mapping
 
 
 @dataclass(slots=True)

@@ -36,7 +36,8 @@ def split_sentences(text: str) -> list[str]:
         word = _LAST_WORD.search(candidate[: match.start(1) - start])
         last = word.group(1).lower().lstrip("([{\"'“‘").rstrip(".") if word else ""  # "(ref. 12)"
         if match.group(1) == "." and (
-            last in _ABBREVIATIONS or (len(last) == 1 and last.isalpha() and _initial(candidate, word))
+            last in _ABBREVIATIONS
+            or (len(last) == 1 and last.isalpha() and _initial(candidate[: word.start()] if word else ""))
         ):
             continue  # "et al. Smith", "J. Smith": not a boundary
         sentences.append(candidate.strip())
@@ -47,14 +48,12 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
-def _initial(candidate: str, word: re.Match[str] | None) -> bool:
+def _initial(preceding: str) -> bool:
     """Whether the one letter before a full stop is an initial ("J. Smith", "Arthur C. Alport", "M. D.
     Anderson") rather than a name's last part ending a sentence ("vitamin D.", "hepatitis C.", "RNase R.",
     "arm A."): after a lower-case word (but "by", "to", "from"), a number or a word with capitals inside, it
-    ends the sentence."""
-    if word is None:
-        return True
-    before = candidate[: word.start()].split()
+    ends the sentence. ``preceding``: the sentence's text before the letter."""
+    before = preceding.split()
     if not before:
         return True  # "J. Smith ..." opening the text
     previous = before[-1].lstrip("([{\"'“‘")
